@@ -1,0 +1,5 @@
+import sys
+
+from waveflow.cli import main
+
+sys.exit(main())

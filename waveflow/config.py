@@ -1,0 +1,292 @@
+"""Typed configuration.
+
+Every config is a frozen dataclass. ``from_dict`` rejects unknown keys (naming them and the
+section), ``to_dict`` gives plain Python types for YAML/JSON and checkpoints, and ``validate``
+checks cross-field rules and raises ``ValueError`` with the offending numbers.
+
+Only composition roots (``WaveGlow.from_config``, the training loop, the CLI) read these objects;
+leaf modules take plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="ConfigBase")
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a plain value (from YAML/JSON) to the annotated field type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        # Try each alternative; the first that converts wins.
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(value, arg, where)
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise ValueError(f"{where}: cannot interpret {value!r} as {tp}: {'; '.join(errors)}")
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return tp.from_dict(value, _where=where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(value)
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ValueError(f"{where}: {value!r} is not one of {list(allowed)}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ValueError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ConfigBase:
+    """Shared behaviour: strict ``from_dict``, ``to_dict``, ``replace`` and ``validate``."""
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any] | None, _where: str | None = None) -> T:
+        where = _where or cls.__name__
+        data = dict(data or {})
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
+            )
+        kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        obj = cls(**kwargs)
+        obj.validate()
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, ConfigBase):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    def replace(self: T, **changes: Any) -> T:
+        obj = dataclasses.replace(self, **changes)
+        obj.validate()
+        return obj
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, ConfigBase):
+                v.validate()
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class MelConfig(ConfigBase):
+    """How audio becomes the mel spectrogram the model is conditioned on.
+
+    The defaults are NVIDIA's Tacotron2/WaveGlow convention (``TacotronSTFT``): 22050 Hz,
+    1024/256/1024, 80 Slaney mels from 0 to 8000 Hz, STFT magnitude, centred reflect padding,
+    natural log with a floor of 1e-5.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 256
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = 8000.0
+    window: typing.Literal["hann"] = "hann"
+    # centred STFT (pad n_fft // 2 each side, frames = T // hop + 1) or HiFi-GAN's
+    # uncentred one (pad (n_fft - hop) / 2 each side, frames = T // hop).
+    center: bool = True
+    pad_mode: typing.Literal["reflect", "constant"] = "reflect"
+    power: float = 1.0  # 1: magnitude, 2: power
+    magnitude_eps: float = 0.0  # added under the square root (HiFi-GAN uses 1e-9)
+    mel_scale: typing.Literal["slaney", "htk"] = "slaney"
+    norm: typing.Literal["slaney", "none"] = "slaney"
+    log: typing.Literal["ln", "log10"] = "ln"
+    log_floor: float = 1e-5
+
+    def validate(self) -> None:
+        _require(self.sample_rate > 0, f"mel.sample_rate must be positive, got {self.sample_rate}")
+        _require(self.n_fft > 0 and self.hop_length > 0, "mel.n_fft and mel.hop_length must be positive")
+        _require(
+            0 < self.win_length <= self.n_fft,
+            f"mel.win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}",
+        )
+        _require(self.n_mels > 0, f"mel.n_mels must be positive, got {self.n_mels}")
+        nyquist = self.sample_rate / 2
+        f_max = nyquist if self.f_max is None else self.f_max
+        _require(
+            0 <= self.f_min < f_max <= nyquist,
+            f"mel band must satisfy 0 <= f_min < f_max <= sample_rate/2 = {nyquist}, "
+            f"got f_min={self.f_min}, f_max={self.f_max}",
+        )
+        _require(self.power in (1.0, 2.0), f"mel.power must be 1.0 or 2.0, got {self.power}")
+        _require(self.log_floor > 0, f"mel.log_floor must be positive, got {self.log_floor}")
+        if not self.center:
+            _require(
+                (self.n_fft - self.hop_length) % 2 == 0,
+                f"uncentred STFT needs n_fft - hop_length even, got {self.n_fft} - {self.hop_length}",
+            )
+
+
+@dataclass(frozen=True)
+class WaveNetConfig(ConfigBase):
+    """The coupling network (NVIDIA's ``WN``): ``n_layers`` dilated gated convolutions."""
+
+    n_layers: int = 8
+    n_channels: int = 256
+    kernel_size: int = 3
+
+    def validate(self) -> None:
+        _require(self.n_layers >= 1, f"wavenet.n_layers must be >= 1, got {self.n_layers}")
+        _require(self.n_channels >= 1, f"wavenet.n_channels must be >= 1, got {self.n_channels}")
+        _require(
+            self.kernel_size >= 1 and self.kernel_size % 2 == 1,
+            f"wavenet.kernel_size must be odd (the convolution is non-causal and centred), got {self.kernel_size}",
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig(ConfigBase):
+    """The flow: squeeze, steps of (mixing, coupling), early outputs, mel upsampler.
+
+    ``coupling``: ``affine`` (WaveGlow/RealNVP/Glow) or ``additive`` (NICE).
+    ``mixing``: what precedes each coupling: ``conv1x1`` (dense invertible 1x1 convolution,
+    WaveGlow), ``conv1x1_lu`` (LU-parameterised, Glow), ``reverse`` (channel reversal, RealNVP/NICE)
+    or ``none``.
+    ``alternate_halves``: odd steps transform the first half instead of the second (RealNVP's
+    alternating masks).
+    """
+
+    n_mels: int = 80
+    hop_length: int = 256
+    upsample_kernel_size: int = 1024
+    n_flows: int = 12
+    n_group: int = 8
+    n_early_every: int = 4
+    n_early_size: int = 2
+    wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+    coupling: typing.Literal["affine", "additive"] = "affine"
+    mixing: typing.Literal["conv1x1", "conv1x1_lu", "reverse", "none"] = "conv1x1"
+    alternate_halves: bool = False
+    actnorm: bool = False
+    log_scale_clamp: float | None = None
+    weight_norm: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        _require(self.n_mels >= 1, f"model.n_mels must be >= 1, got {self.n_mels}")
+        _require(self.hop_length >= 1, f"model.hop_length must be >= 1, got {self.hop_length}")
+        _require(
+            self.upsample_kernel_size >= self.hop_length,
+            f"model.upsample_kernel_size ({self.upsample_kernel_size}) must be >= hop_length "
+            f"({self.hop_length}) so every output sample is covered",
+        )
+        _require(self.n_flows >= 1, f"model.n_flows must be >= 1, got {self.n_flows}")
+        _require(
+            self.n_group >= 2 and self.n_group % 2 == 0,
+            f"model.n_group must be even and >= 2, got {self.n_group}",
+        )
+        _require(
+            self.hop_length % self.n_group == 0,
+            f"model.hop_length ({self.hop_length}) must be divisible by n_group ({self.n_group}) so that "
+            f"every mel frame maps to whole groups",
+        )
+        _require(self.n_early_every >= 1, f"model.n_early_every must be >= 1, got {self.n_early_every}")
+        _require(
+            self.n_early_size >= 0 and self.n_early_size % 2 == 0,
+            f"model.n_early_size must be even and >= 0, got {self.n_early_size}",
+        )
+        n_early_points = (self.n_flows - 1) // self.n_early_every
+        remaining = self.n_group - n_early_points * self.n_early_size
+        _require(
+            remaining >= 2,
+            f"early outputs leave {remaining} channel(s) for the last flows "
+            f"(n_group={self.n_group}, n_flows={self.n_flows}, n_early_every={self.n_early_every}, "
+            f"n_early_size={self.n_early_size}); at least 2 are needed",
+        )
+        if self.log_scale_clamp is not None:
+            _require(self.log_scale_clamp > 0, f"model.log_scale_clamp must be > 0, got {self.log_scale_clamp}")
+
+
+@dataclass(frozen=True)
+class VocoderConfig(ConfigBase):
+    """A model together with the mel convention it was trained on."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mel: MelConfig = field(default_factory=MelConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        _require(
+            self.model.n_mels == self.mel.n_mels,
+            f"model.n_mels ({self.model.n_mels}) differs from mel.n_mels ({self.mel.n_mels})",
+        )
+        _require(
+            self.model.hop_length == self.mel.hop_length,
+            f"model.hop_length ({self.model.hop_length}) differs from mel.hop_length ({self.mel.hop_length})",
+        )

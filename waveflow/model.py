@@ -1,0 +1,221 @@
+"""WaveGlow: the composition root that joins the flow core with the WaveNet conditioner.
+
+::
+
+    audio (B, T) --squeeze--> x (B, g, T/g) --MultiScaleFlow(steps)--> z (B, g, T/g), logdet (B,)
+    mel (B, n_mels, F) --MelUpsampler--> (B, n_mels, T) --squeeze--> cond (B, n_mels*g, T/g)
+                                                                      (shared by every step)
+
+``forward``/``encode`` run audio -> z (training direction, exact likelihood); ``inverse``/``decode``
+and ``infer`` run z -> audio in parallel over time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from waveflow import losses
+from waveflow.config import ModelConfig
+from waveflow.flows import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    ChannelReverse,
+    EarlyOutputSchedule,
+    Flow,
+    FlowStep,
+    InvertibleConv1x1,
+    LUInvertibleConv1x1,
+    MultiScaleFlow,
+    squeeze,
+    unsqueeze,
+)
+from waveflow.nn import MelUpsampler, WaveNet
+
+
+def _build_step(cfg: ModelConfig, k: int, num_channels: int) -> FlowStep:
+    cond_channels = cfg.n_mels * cfg.n_group
+    n_a = num_channels // 2
+    n_b = num_channels - n_a
+    out_channels = 2 * n_b if cfg.coupling == "affine" else n_b
+    wn = cfg.wavenet
+    conditioner = WaveNet(
+        n_a, out_channels, cond_channels, wn.n_layers, wn.n_channels, wn.kernel_size, weight_norm=cfg.weight_norm
+    )
+    swap = cfg.alternate_halves and k % 2 == 1
+    coupling: Flow
+    if cfg.coupling == "affine":
+        coupling = AffineCoupling(num_channels, conditioner, swap=swap, log_scale_clamp=cfg.log_scale_clamp)
+    else:
+        coupling = AdditiveCoupling(num_channels, conditioner, swap=swap)
+    mix: Flow | None = {
+        "conv1x1": InvertibleConv1x1,
+        "conv1x1_lu": LUInvertibleConv1x1,
+        "reverse": ChannelReverse,
+    }.get(cfg.mixing, lambda c: None)(num_channels)
+    norm = ActNorm(num_channels) if cfg.actnorm else None
+    return FlowStep(coupling, mix=mix, norm=norm)
+
+
+def _check_finite(name: str, x: Tensor) -> None:
+    if not torch.isfinite(x).all():
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {n_bad} NaN/Inf value(s)")
+
+
+class WaveGlow(nn.Module):
+    """A WaveGlow-style conditional flow vocoder. Build it with :meth:`from_config`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.n_mels = config.n_mels
+        self.n_group = config.n_group
+        self.hop_length = config.hop_length
+        self.upsample = MelUpsampler(config.n_mels, config.hop_length, config.upsample_kernel_size)
+        schedule = EarlyOutputSchedule.compute(
+            config.n_flows, config.n_group, config.n_early_every, config.n_early_size
+        )
+        steps = [_build_step(config, k, schedule.channels[k]) for k in range(config.n_flows)]
+        self.flow = MultiScaleFlow(steps, schedule)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> WaveGlow:
+        return cls(config)
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def schedule(self) -> EarlyOutputSchedule:
+        return self.flow.schedule
+
+    @property
+    def receptive_field(self) -> int:
+        """Width in audio samples of the latent window one output sample depends on.
+
+        Each coupling sees ``context`` groups on either side; the steps compound, so an output
+        group depends on ``n_flows * context`` groups each side (the 1x1 mixing is pointwise).
+        Mel frames reach further through the upsampler kernel (``upsample_kernel_size`` samples).
+        """
+        ctx = sum(step.coupling.conditioner.context for step in self.flow.steps)
+        return self.n_group * (2 * ctx + 1)
+
+    # -- input checks -----------------------------------------------------------------------
+    def _check_mel(self, mel: Tensor) -> None:
+        if mel.dim() != 3:
+            raise ValueError(f"mel must be (B, n_mels, frames), got shape {tuple(mel.shape)}")
+        if mel.shape[1] != self.n_mels:
+            raise ValueError(f"mel has {mel.shape[1]} mel bins but the model expects n_mels={self.n_mels}")
+        if mel.shape[2] < 1:
+            raise ValueError("mel has no frames")
+        _check_finite("mel", mel)
+
+    def _check_audio(self, audio: Tensor, mel: Tensor) -> None:
+        if audio.dim() != 2:
+            raise ValueError(f"audio must be (B, T), got shape {tuple(audio.shape)}")
+        if audio.shape[0] != mel.shape[0]:
+            raise ValueError(f"batch sizes differ: audio {audio.shape[0]}, mel {mel.shape[0]}")
+        if audio.shape[1] == 0 or audio.shape[1] % self.n_group != 0:
+            raise ValueError(
+                f"audio length {audio.shape[1]} must be a positive multiple of n_group={self.n_group}"
+            )
+        _check_finite("audio", audio)
+
+    # -- conditioning -----------------------------------------------------------------------
+    def condition(self, mel: Tensor, num_samples: int) -> Tensor:
+        """Upsample ``mel`` to ``num_samples`` and group it: ``(B, n_mels * n_group, num_samples / n_group)``."""
+        up = self.upsample(mel, num_samples)  # (B, n_mels, T)
+        return squeeze(up, self.n_group)  # channel = mel_bin * n_group + j
+
+    # -- directions -------------------------------------------------------------------------
+    def forward(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """Audio ``(B, T)`` -> ``(z (B, n_group, T / n_group), logdet (B,))``."""
+        self._check_mel(mel)
+        self._check_audio(audio, mel)
+        cond = self.condition(mel, audio.shape[1])
+        x = squeeze(audio, self.n_group)  # (B, g, T/g)
+        return self.flow(x, cond)
+
+    def inverse(self, z: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, n_group, T / n_group)`` -> ``(audio (B, T), logdet (B,))``."""
+        self._check_mel(mel)
+        if z.dim() != 3 or z.shape[1] != self.n_group or z.shape[0] != mel.shape[0]:
+            raise ValueError(
+                f"z must be (B={mel.shape[0]}, n_group={self.n_group}, T/n_group), got {tuple(z.shape)}"
+            )
+        cond = self.condition(mel, z.shape[2] * self.n_group)
+        x, logdet = self.flow.inverse(z, cond)
+        return unsqueeze(x, self.n_group), logdet
+
+    def encode(self, audio: Tensor, mel: Tensor) -> Tensor:
+        """Audio -> latent ``z``; exact inverse of :meth:`decode`."""
+        return self.forward(audio, mel)[0]
+
+    def decode(self, z: Tensor, mel: Tensor) -> Tensor:
+        """Latent ``z`` -> audio; exact inverse of :meth:`encode`."""
+        return self.inverse(z, mel)[0]
+
+    # -- likelihood -------------------------------------------------------------------------
+    def nll(self, audio: Tensor, mel: Tensor, sigma: float = 1.0) -> Tensor:
+        """Exact negative log-likelihood, nats per audio sample, per batch item ``(B,)``."""
+        z, logdet = self.forward(audio, mel)
+        return losses.nll(z, logdet, sigma)
+
+    # -- synthesis --------------------------------------------------------------------------
+    def sample_latent(
+        self,
+        batch_size: int,
+        num_groups: int,
+        sigma: float = 1.0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Draw ``z ~ N(0, sigma^2)`` of shape ``(B, n_group, num_groups)``.
+
+        Blocks are drawn in NVIDIA's order (the remaining channels first, then the emitted blocks
+        from the last early point to the first), so a seeded CPU generator reproduces
+        ``WaveGlow.infer`` of NVIDIA/waveglow exactly.
+        """
+        gen_device = generator.device if generator is not None else device
+        schedule = self.schedule
+
+        def draw(channels: int) -> Tensor:
+            return torch.randn(batch_size, channels, num_groups, generator=generator, device=gen_device)
+
+        remaining = draw(schedule.remaining)
+        emitted = {k: draw(e) for k, e in reversed(schedule.blocks)}
+        z = torch.cat([emitted[k] for k, _ in schedule.blocks] + [remaining], dim=1)
+        return (z * sigma).to(device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def infer(
+        self,
+        mel: Tensor,
+        sigma: float = 1.0,
+        z: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Synthesize ``(B, frames * hop_length)`` audio from ``mel`` (B, n_mels, frames).
+
+        ``z`` (``(B, n_group, frames * hop_length / n_group)``), if given, is used as is (``sigma``
+        is then ignored); otherwise it is drawn from ``N(0, sigma^2)`` with ``generator``.
+        """
+        self._check_mel(mel)
+        num_groups = mel.shape[2] * self.hop_length // self.n_group
+        if z is None:
+            z = self.sample_latent(mel.shape[0], num_groups, sigma, generator, mel.device, mel.dtype)
+        elif z.shape != (mel.shape[0], self.n_group, num_groups):
+            raise ValueError(
+                f"z must have shape {(mel.shape[0], self.n_group, num_groups)} for {mel.shape[2]} frames, "
+                f"got {tuple(z.shape)}"
+            )
+        return self.decode(z, mel)
+
+    # -- inference preparation ----------------------------------------------------------------
+    def remove_weight_norm(self) -> WaveGlow:
+        """Fold weight normalisation into plain weights (outputs unchanged). Returns ``self``."""
+        for step in self.flow.steps:
+            step.coupling.conditioner.remove_weight_norm()
+        return self

@@ -1,0 +1,116 @@
+"""The WaveNet-like network that parameterises each affine coupling (NVIDIA's ``WN``).
+
+Layout, kept identical to NVIDIA's so its checkpoints load one to one::
+
+    x_a (B, n_in, T) --start(1x1)--> h (B, C, T)
+    cond (B, n_cond, T) --cond_layer(1x1, one fused conv for all layers)--> (B, 2*C*L, T)
+    for layer i (dilation 2**i, non-causal "same" padding):
+        a = in_layers[i](h) + cond[:, 2*C*i : 2*C*(i+1)]
+        g = tanh(a[:, :C]) * sigmoid(a[:, C:])
+        r = res_skip_layers[i](g)        # (B, 2C): residual r[:, :C], skip r[:, C:]
+        h = h + r[:, :C]                 # the last layer has no residual half (B, C)
+        skip += r[:, C:]
+    out = end(skip)                      # (B, n_out, T), zero-initialised
+
+Convolutions other than ``end`` use weight normalisation (``w = g * v / ||v||`` per output
+channel) when ``weight_norm`` is true. :meth:`WaveNet.remove_weight_norm` folds it for inference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
+
+
+def gated_activation(a: Tensor, n_channels: int) -> Tensor:
+    """WaveNet's gate: ``tanh(a[:, :C]) * sigmoid(a[:, C:])``."""
+    return torch.tanh(a[:, :n_channels]) * torch.sigmoid(a[:, n_channels:])
+
+
+class WaveNet(nn.Module):
+    """Conditioner ``(x_a, cond) -> (B, out_channels, T)`` with a finite receptive field.
+
+    Args:
+        in_channels: channels of ``x_a``.
+        out_channels: channels produced (``2 * n_b`` for an affine coupling).
+        cond_channels: channels of ``cond`` (``n_mels * n_group`` for WaveGlow).
+        n_layers, n_channels, kernel_size: depth, width and kernel of the dilated stack;
+            the dilation of layer ``i`` is ``2 ** i``.
+        weight_norm: apply weight normalisation to every convolution except ``end``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        cond_channels: int,
+        n_layers: int = 8,
+        n_channels: int = 256,
+        kernel_size: int = 3,
+        weight_norm: bool = True,
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.cond_channels = cond_channels
+        self.n_layers = n_layers
+        self.n_channels = n_channels
+        self.kernel_size = kernel_size
+
+        wn = _weight_norm if weight_norm else (lambda m: m)
+        c = n_channels
+        self.start = wn(nn.Conv1d(in_channels, c, 1))
+        self.cond_layer = wn(nn.Conv1d(cond_channels, 2 * c * n_layers, 1))
+        self.in_layers = nn.ModuleList()
+        self.res_skip_layers = nn.ModuleList()
+        for i in range(n_layers):
+            dilation = 2**i
+            padding = (kernel_size - 1) * dilation // 2
+            self.in_layers.append(wn(nn.Conv1d(c, 2 * c, kernel_size, dilation=dilation, padding=padding)))
+            res_skip = 2 * c if i < n_layers - 1 else c
+            self.res_skip_layers.append(wn(nn.Conv1d(c, res_skip, 1)))
+        # Zero-initialised so that the coupling starts as the identity map.
+        self.end = nn.Conv1d(c, out_channels, 1)
+        nn.init.zeros_(self.end.weight)
+        nn.init.zeros_(self.end.bias)
+
+    @property
+    def context(self) -> int:
+        """Frames of context on each side of an output frame."""
+        return (self.kernel_size - 1) // 2 * (2**self.n_layers - 1)
+
+    @property
+    def receptive_field(self) -> int:
+        """Width, in input frames, of the window an output frame depends on (``2 * context + 1``)."""
+        return 2 * self.context + 1
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        if x.dim() != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"WaveNet expects x of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
+        if cond is None or cond.dim() != 3 or cond.shape[1] != self.cond_channels or cond.shape[2] != x.shape[2]:
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"WaveNet expects cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}")
+        c = self.n_channels
+        h = self.start(x)
+        cond_all = self.cond_layer(cond)  # (B, 2*C*L, T), one GEMM for every layer
+        skip = None
+        for i, (in_layer, res_skip_layer) in enumerate(zip(self.in_layers, self.res_skip_layers)):
+            a = in_layer(h) + cond_all[:, 2 * c * i : 2 * c * (i + 1)]
+            r = res_skip_layer(gated_activation(a, c))
+            if i < self.n_layers - 1:
+                h = h + r[:, :c]
+                s = r[:, c:]
+            else:
+                s = r
+            skip = s if skip is None else skip + s
+        return self.end(skip)
+
+    def remove_weight_norm(self) -> None:
+        """Fold ``g * v / ||v||`` into plain weights (idempotent)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d) and parametrize.is_parametrized(m, "weight"):
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
