@@ -290,3 +290,93 @@ class VocoderConfig(ConfigBase):
             self.model.hop_length == self.mel.hop_length,
             f"model.hop_length ({self.model.hop_length}) differs from mel.hop_length ({self.mel.hop_length})",
         )
+
+
+@dataclass(frozen=True)
+class DataConfig(ConfigBase):
+    """Where training audio comes from and how it is cut.
+
+    ``training_files`` / ``validation_files``: file lists (one wav path per line, or NVIDIA's
+    ``path|text``; relative paths are resolved against the list's folder).
+    ``short_clips``: what to do with clips shorter than ``segment_length``. Zero-padding them, as
+    NVIDIA/waveglow did, lets the flow drive log-scales towards -inf on exact digital silence and
+    produces NaNs (NVIDIA/waveglow#95). ``skip`` drops them when the dataset is built (reported);
+    ``pad_noise`` pads with noise at the 16-bit quantisation level instead of zeros.
+    ``dequantize``: add uniform noise of one 16-bit step, so the model fits a continuous density
+    of the quantised audio (the NLL is then a proper bound).
+    ``resample``: resample files at another rate (with a warning) instead of refusing them.
+    """
+
+    training_files: str = ""
+    validation_files: str = ""
+    segment_length: int = 16000
+    short_clips: typing.Literal["skip", "pad_noise"] = "skip"
+    dequantize: bool = True
+    resample: bool = False
+    num_workers: int = 2
+    validation_max_seconds: float = 10.0
+
+    def validate(self) -> None:
+        _require(self.segment_length > 0, f"data.segment_length must be positive, got {self.segment_length}")
+        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+        _require(self.validation_max_seconds > 0, "data.validation_max_seconds must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """Optimisation, precision, logging and checkpointing of one training run."""
+
+    seed: int = 1234
+    batch_size: int = 12  # global batch; split over DDP ranks
+    max_steps: int = 580_000
+    learning_rate: float = 1e-4
+    lr_schedule: typing.Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    min_learning_rate: float = 0.0  # floor of the cosine schedule
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip_norm: float | None = 100.0
+    sigma: float = 1.0  # std of the Gaussian prior on z during training
+    precision: typing.Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    device: str = "auto"
+    log_every: int = 50
+    validate_every: int = 1000
+    checkpoint_every: int = 2000
+    keep_last: int = 3
+    keep_best: bool = True
+    max_nonfinite_steps: int = 20  # consecutive non-finite losses before the run stops
+    num_audio_samples: int = 2  # validation utterances synthesized for TensorBoard
+
+    def validate(self) -> None:
+        _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.max_steps >= 1, f"train.max_steps must be >= 1, got {self.max_steps}")
+        _require(self.learning_rate > 0, f"train.learning_rate must be positive, got {self.learning_rate}")
+        _require(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
+        _require(self.sigma > 0, f"train.sigma must be positive, got {self.sigma}")
+        if self.grad_clip_norm is not None:
+            _require(self.grad_clip_norm > 0, f"train.grad_clip_norm must be positive, got {self.grad_clip_norm}")
+        for name in ("log_every", "validate_every", "checkpoint_every", "keep_last", "max_nonfinite_steps"):
+            _require(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(ConfigBase):
+    """Everything a training run needs; written to the run directory and into every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mel: MelConfig = field(default_factory=MelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def vocoder(self) -> VocoderConfig:
+        return VocoderConfig(model=self.model, mel=self.mel)
+
+    def validate(self) -> None:
+        super().validate()
+        self.vocoder.validate()
+        _require(
+            self.data.segment_length % self.model.n_group == 0,
+            f"data.segment_length ({self.data.segment_length}) must be divisible by "
+            f"model.n_group ({self.model.n_group})",
+        )
