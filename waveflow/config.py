@@ -105,9 +105,7 @@ class ConfigBase:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(
-                f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
-            )
+            raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
         kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
         obj = cls(**kwargs)
         obj.validate()
@@ -270,7 +268,9 @@ class ModelConfig(ConfigBase):
             f"n_early_size={self.n_early_size}); at least 2 are needed",
         )
         if self.log_scale_clamp is not None:
-            _require(self.log_scale_clamp > 0, f"model.log_scale_clamp must be > 0, got {self.log_scale_clamp}")
+            _require(
+                self.log_scale_clamp > 0, f"model.log_scale_clamp must be > 0, got {self.log_scale_clamp}"
+            )
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,9 @@ class TrainConfig(ConfigBase):
         _require(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
         _require(self.sigma > 0, f"train.sigma must be positive, got {self.sigma}")
         if self.grad_clip_norm is not None:
-            _require(self.grad_clip_norm > 0, f"train.grad_clip_norm must be positive, got {self.grad_clip_norm}")
+            _require(
+                self.grad_clip_norm > 0, f"train.grad_clip_norm must be positive, got {self.grad_clip_norm}"
+            )
         for name in ("log_every", "validate_every", "checkpoint_every", "keep_last", "max_nonfinite_steps"):
             _require(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
 

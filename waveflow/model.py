@@ -41,7 +41,13 @@ def _build_step(cfg: ModelConfig, k: int, num_channels: int) -> FlowStep:
     out_channels = 2 * n_b if cfg.coupling == "affine" else n_b
     wn = cfg.wavenet
     conditioner = WaveNet(
-        n_a, out_channels, cond_channels, wn.n_layers, wn.n_channels, wn.kernel_size, weight_norm=cfg.weight_norm
+        n_a,
+        out_channels,
+        cond_channels,
+        wn.n_layers,
+        wn.n_channels,
+        wn.kernel_size,
+        weight_norm=cfg.weight_norm,
     )
     swap = cfg.alternate_halves and k % 2 == 1
     coupling: Flow

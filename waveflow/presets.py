@@ -28,7 +28,10 @@ def waveglow_small() -> ModelConfig:
 def waveglow_tiny() -> ModelConfig:
     """A toy configuration for tests and smoke runs (seconds on a CPU)."""
     return ModelConfig(
-        n_flows=4, n_group=4, n_early_every=2, n_early_size=2,
+        n_flows=4,
+        n_group=4,
+        n_early_every=2,
+        n_early_size=2,
         wavenet=WaveNetConfig(n_layers=2, n_channels=16, kernel_size=3),
     )
 

@@ -15,9 +15,7 @@ import sys
 from collections.abc import Sequence
 
 # Order = order in `waveflow --help`.
-SUBCOMMANDS: tuple[str, ...] = (
-    "waveflow.cli.convert",
-)
+SUBCOMMANDS: tuple[str, ...] = ("waveflow.cli.convert",)
 
 
 class CLIError(Exception):

@@ -31,7 +31,9 @@ class _Coupling(Flow):
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(x_a, x_b)``: the conditioning half and the transformed half."""
         if x.dim() != 3 or x.shape[1] != self.num_channels:
-            raise ValueError(f"{type(self).__name__} expects (B, {self.num_channels}, T), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects (B, {self.num_channels}, T), got {tuple(x.shape)}"
+            )
         if self.swap:
             return x[:, self.n_b :], x[:, : self.n_b]
         return x[:, : self.n_a], x[:, self.n_a :]

@@ -143,7 +143,9 @@ class LUInvertibleConv1x1(_Conv1x1):
         eye = torch.eye(self.num_channels, dtype=dtype, device=self.lower.device)
         mask = self.lower_mask.to(dtype)
         lower = self.lower.to(dtype) * mask + eye
-        upper = self.upper.to(dtype) * mask.T + torch.diag(self.sign_s.to(dtype) * torch.exp(self.log_s.to(dtype)))
+        upper = self.upper.to(dtype) * mask.T + torch.diag(
+            self.sign_s.to(dtype) * torch.exp(self.log_s.to(dtype))
+        )
         return self.permutation.to(dtype) @ lower @ upper
 
     def log_abs_det(self) -> Tensor:

@@ -89,7 +89,9 @@ class MultiScaleFlow(Flow):
     def split_latent(self, z: Tensor) -> tuple[dict[int, Tensor], Tensor]:
         """``z`` -> (``{step: emitted block}``, remaining block)."""
         if z.dim() != 3 or z.shape[1] != self.schedule.num_channels:
-            raise ValueError(f"expected z of shape (B, {self.schedule.num_channels}, T), got {tuple(z.shape)}")
+            raise ValueError(
+                f"expected z of shape (B, {self.schedule.num_channels}, T), got {tuple(z.shape)}"
+            )
         blocks, start = {}, 0
         for k, e in self.schedule.blocks:
             blocks[k] = z[:, start : start + e]

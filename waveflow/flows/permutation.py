@@ -21,7 +21,9 @@ class ChannelPermutation(Flow):
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 3 or x.shape[1] != self.perm.numel():
-            raise ValueError(f"{type(self).__name__} expects (B, {self.perm.numel()}, T), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects (B, {self.perm.numel()}, T), got {tuple(x.shape)}"
+            )
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)

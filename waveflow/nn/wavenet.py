@@ -91,9 +91,16 @@ class WaveNet(nn.Module):
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"WaveNet expects x of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
-        if cond is None or cond.dim() != 3 or cond.shape[1] != self.cond_channels or cond.shape[2] != x.shape[2]:
+        if (
+            cond is None
+            or cond.dim() != 3
+            or cond.shape[1] != self.cond_channels
+            or cond.shape[2] != x.shape[2]
+        ):
             got = None if cond is None else tuple(cond.shape)
-            raise ValueError(f"WaveNet expects cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}")
+            raise ValueError(
+                f"WaveNet expects cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}"
+            )
         c = self.n_channels
         h = self.start(x)
         cond_all = self.cond_layer(cond)  # (B, 2*C*L, T), one GEMM for every layer

@@ -1,0 +1,59 @@
+"""The WaveNet conditioner: receptive field measured with a gradient probe, weight-norm folding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.flows.test_contract import randomize_
+from waveflow.nn import MelUpsampler, WaveNet
+
+
+def support(grad: torch.Tensor) -> tuple[int, int]:
+    idx = torch.nonzero(grad.abs().sum(dim=tuple(range(grad.dim() - 1))) > 0).flatten()
+    return int(idx.min()), int(idx.max())
+
+
+@pytest.mark.parametrize("n_layers,kernel_size", [(1, 3), (3, 3), (4, 5)])
+def test_receptive_field_matches_gradient_probe(n_layers, kernel_size):
+    net = randomize_(WaveNet(2, 4, 3, n_layers=n_layers, n_channels=8, kernel_size=kernel_size))
+    length = 4 * net.receptive_field
+    x = torch.randn(1, 2, length, requires_grad=True)
+    cond = torch.randn(1, 3, length, requires_grad=True)
+    centre = length // 2
+    net(x, cond)[0, :, centre].sum().backward()
+    lo, hi = support(x.grad)
+    assert (lo, hi) == (centre - net.context, centre + net.context)
+    assert hi - lo + 1 == net.receptive_field
+    # The conditioning enters layer i after its dilated conv, so it skips layer 0's reach.
+    cond_context = net.context - (kernel_size - 1) // 2
+    assert support(cond.grad) == (centre - cond_context, centre + cond_context)
+
+
+def test_remove_weight_norm_keeps_outputs():
+    net = randomize_(WaveNet(2, 4, 3, n_layers=3, n_channels=8))
+    x, cond = torch.randn(2, 2, 20), torch.randn(2, 3, 20)
+    with torch.no_grad():
+        before = net(x, cond)
+        n_before = sum(p.numel() for p in net.parameters())
+        net.remove_weight_norm()
+        after = net(x, cond)
+    torch.testing.assert_close(after, before, rtol=1e-6, atol=1e-6)
+    assert sum(p.numel() for p in net.parameters()) < n_before  # the g vectors are gone
+
+
+def test_wavenet_rejects_mismatched_cond():
+    net = WaveNet(2, 4, 3, n_layers=2, n_channels=8)
+    with pytest.raises(ValueError, match="cond"):
+        net(torch.randn(1, 2, 10), torch.randn(1, 3, 11))
+
+
+@pytest.mark.parametrize("frames", [1, 2, 7])
+def test_upsampler_length_rule(frames):
+    up = MelUpsampler(n_mels=5, hop_length=16, kernel_size=64)
+    mel = torch.randn(2, 5, frames)
+    assert up(mel).shape == (2, 5, frames * 16)
+    assert up.output_length(frames) == 16 * (frames - 1) + 64
+    assert up(mel, up.output_length(frames)).shape[-1] == 16 * (frames - 1) + 64
+    with pytest.raises(ValueError, match="cover at most"):
+        up(mel, up.output_length(frames) + 1)
