@@ -1,0 +1,144 @@
+"""Reading, resampling and writing audio files: the only module that touches audio on disk.
+
+* :func:`load_audio` reads any format libsndfile knows (WAV, FLAC, OGG, ...) as float32 mono and
+  resamples it with soxr (high quality) when asked for another rate.
+* :func:`write_wav` writes 16-bit PCM atomically: a temporary file in the target folder is written,
+  flushed to disk and renamed over the target, so a crash never leaves a half-written file.
+
+Samples outside [-1, 1] are clipped before conversion to 16 bits and counted. NVIDIA's
+``inference.py`` instead truncates ``audio * 32768`` with ``astype('int16')``, so an overshoot of
+1.0 wraps around to -32768 (a loud click) and every sample is biased towards zero; clipping and
+rounding avoid both and differ from NVIDIA's files by at most one step inside the range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+_PCM16_SCALE = 32768.0  # int16 full scale; reading 16-bit PCM divides by the same number
+
+
+def _check_rate(sample_rate: object) -> None:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+
+
+def load_audio(
+    path: str | os.PathLike[str], sample_rate: int | None = None, *, resample: bool = True
+) -> tuple[np.ndarray, int]:
+    """Read ``path`` -> ``(audio (T,) float32 mono, sample_rate)``.
+
+    Integer PCM is scaled to [-1, 1) (``x / 32768`` for 16 bits); float files are returned as stored.
+    Multi-channel audio is averaged to mono. If ``sample_rate`` is given and differs from the file's,
+    the audio is resampled with soxr (HQ; the result may overshoot [-1, 1] slightly, as any band-limited
+    resampler can) unless ``resample=False``, in which case a ValueError names both rates.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not an audio file")
+    if sample_rate is not None:
+        _check_rate(sample_rate)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes)")
+    try:
+        data, file_rate = sf.read(path, dtype="float32", always_2d=True)  # (T, channels)
+    except sf.LibsndfileError as exc:
+        raise ValueError(f"{path} is not a readable audio file: {exc}") from exc
+    if data.shape[0] == 0:
+        raise ValueError(f"{path} contains no samples")
+    audio = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if sample_rate is not None and sample_rate != file_rate:
+        if not resample:
+            raise ValueError(
+                f"{path} has sample rate {file_rate} Hz but {sample_rate} Hz is required (resampling is off)"
+            )
+        audio = soxr.resample(audio, file_rate, sample_rate, quality="HQ")
+        file_rate = sample_rate
+    return np.ascontiguousarray(audio, dtype=np.float32), int(file_rate)
+
+
+def _as_mono_array(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    """numpy or torch ``(T,)`` or ``(1, T)`` -> float64 numpy ``(T,)``, finite."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().to("cpu", torch.float64).numpy()
+    array = np.asarray(audio, dtype=np.float64)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]  # (1, T) -> (T,)
+    if array.ndim != 1:
+        raise ValueError(f"audio must be (T,) or (1, T), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("audio contains NaN or Inf")
+    return array
+
+
+def _pcm16(array: np.ndarray) -> tuple[np.ndarray, int]:
+    num_clipped = int(np.count_nonzero(np.abs(array) > 1.0))
+    # +1.0 maps to 32768, one step past int16's maximum: the final clip saturates it at 32767.
+    scaled = np.round(np.clip(array, -1.0, 1.0) * _PCM16_SCALE)
+    return np.clip(scaled, -32768, 32767).astype(np.int16), num_clipped
+
+
+def to_pcm16(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Float audio ``(T,)`` in [-1, 1] -> int16 ``(T,)``: clip to [-1, 1], scale by 32768, round."""
+    return _pcm16(_as_mono_array(audio))[0]
+
+
+def write_wav(path: str | os.PathLike[str], audio: np.ndarray | torch.Tensor, sample_rate: int) -> int:
+    """Write ``audio`` ``(T,)`` (or ``(1, T)``) as a 16-bit PCM WAV, atomically.
+
+    Returns the number of samples that were outside [-1, 1] and got clipped. The parent folder must
+    exist.
+    """
+    _check_rate(sample_rate)
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
+    pcm, num_clipped = _pcm16(_as_mono_array(audio))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            # mkstemp creates the file readable by its owner only; give it an ordinary file's mode.
+            os.chmod(tmp_name, 0o644)
+            sf.write(handle, pcm, int(sample_rate), subtype="PCM_16", format="WAV")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_folder(path.parent)
+    return num_clipped
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; folders cannot be opened this way on every platform (e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_audio_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """All files under ``folder`` (recursively) with an audio extension, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"audio folder not found: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)

@@ -1,0 +1,1 @@
+"""Synthesis-time tools built on a trained model (denoiser, ...)."""
