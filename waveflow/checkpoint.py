@@ -1,0 +1,291 @@
+"""Self-describing checkpoints: one file holds everything needed to rebuild the vocoder.
+
+Layout (a dict written with ``torch.save``, read back with ``torch.load(weights_only=True)``)::
+
+    format              "waveflow"
+    format_version      FORMAT_VERSION (readers refuse newer versions)
+    waveflow_version    the package version that wrote it
+    config              VocoderConfig.to_dict(): the model *and* the mel convention it was trained on
+    state_dict          the model's tensors, as the model held them
+    weight_norm_folded  True if weight norm had been folded into plain weights before saving
+    training_state      optional: optimizer, scaler, scheduler, step, RNG states (tensors, numbers,
+                        strings, lists, dicts only)
+    metadata            optional free-form dict (same restriction)
+
+No module objects are pickled, so loading never runs code from the file. Writes are atomic: the
+checkpoint goes to a temporary file in the same directory, which is flushed, fsync'ed and renamed
+over the target; an interrupted write leaves any previous file untouched.
+
+:func:`load_model` also accepts NVIDIA checkpoints (see :mod:`waveflow.interop.nvidia`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from waveflow import __version__
+from waveflow.config import MelConfig, VocoderConfig
+from waveflow.interop import nvidia
+from waveflow.model import WaveGlow
+
+FORMAT_NAME = "waveflow"
+FORMAT_VERSION = 1
+
+_LEAF_TYPES = (Tensor, bool, int, float, complex, str, bytes, type(None), torch.device, torch.dtype)
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a waveflow checkpoint file."""
+
+    config: VocoderConfig
+    state_dict: dict[str, Tensor]
+    training_state: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    waveflow_version: str = __version__
+    weight_norm_folded: bool = False
+    path: Path | None = None
+
+    def build_model(self) -> WaveGlow:
+        """A :class:`WaveGlow` with these weights, in eval mode, on the CPU."""
+        return _build_model(
+            self.config, self.state_dict, self.weight_norm_folded, str(self.path or "checkpoint")
+        )
+
+
+# -- saving --------------------------------------------------------------------------------------
+def _check_weights_only(value: Any, where: str) -> None:
+    """Raise ``ValueError`` if ``value`` could not be read back with ``weights_only=True``."""
+    if isinstance(value, _LEAF_TYPES):
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool, type(None))):
+                raise ValueError(f"{where} has a key of type {type(k).__name__}; use strings or numbers")
+            _check_weights_only(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for i, v in enumerate(value):
+            _check_weights_only(v, f"{where}[{i}]")
+        return
+    raise ValueError(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which a weights-only checkpoint "
+        f"cannot hold; convert it to a tensor, number, string, list or dict"
+    )
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"directory does not exist: {parent} (for checkpoint {path})")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint path is a directory: {path}")
+    tmp = parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    # os.open with mode 0o666 lets the umask decide permissions, as a plain open() would.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(parent)
+    return path
+
+
+def _weight_norm_folded(model: WaveGlow) -> bool:
+    if not model.config.weight_norm:
+        return False
+    return not any(".parametrizations.weight." in k for k in model.state_dict())
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: WaveGlow,
+    mel_config: MelConfig,
+    *,
+    training_state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (with its config and ``mel_config``) to ``path`` atomically; returns the path.
+
+    ``training_state`` and ``metadata`` must hold only tensors, numbers, strings, ``None`` and
+    lists/tuples/dicts of them (checked before anything is written), so that the file loads with
+    ``weights_only=True``. Tensors are stored on the device they are on; load with
+    ``map_location``.
+    """
+    config = VocoderConfig(model=model.config, mel=mel_config)
+    config.validate()
+    if training_state is not None:
+        _check_weights_only(training_state, "training_state")
+    _check_weights_only(metadata or {}, "metadata")
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "waveflow_version": __version__,
+        "config": config.to_dict(),
+        "state_dict": dict(model.state_dict()),
+        "weight_norm_folded": _weight_norm_folded(model),
+        "training_state": training_state,
+        "metadata": dict(metadata or {}),
+    }
+    return atomic_torch_save(payload, path)
+
+
+# -- loading -------------------------------------------------------------------------------------
+def _nvidia_hint(label: str, what: str) -> ValueError:
+    return ValueError(
+        f"{label} is {what}, not a waveflow checkpoint; convert it with `waveflow convert {label} OUT.pt` "
+        f"or load it with waveflow.checkpoint.load_model, which detects the format"
+    )
+
+
+def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{label} holds a {type(obj).__name__}, not a waveflow checkpoint")
+    if obj.get("format") != FORMAT_NAME:
+        if "state_dict" in obj or "model" in obj or any(str(k).endswith("upsample.weight") for k in obj):
+            raise _nvidia_hint(label, "an NVIDIA WaveGlow checkpoint (DeepLearningExamples or state dict)")
+        raise ValueError(f"{label} is not a waveflow checkpoint (top-level keys {sorted(map(str, obj))[:8]})")
+    version = obj.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{label}: format_version is {version!r}, expected an integer")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{label} uses checkpoint format {version} (written by waveflow {obj.get('waveflow_version')}); "
+            f"this waveflow {__version__} reads format <= {FORMAT_VERSION}. Upgrade waveflow."
+        )
+    try:
+        config = VocoderConfig.from_dict(obj.get("config"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{label}: invalid config: {exc}") from None
+    state_dict = obj.get("state_dict")
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
+        raise ValueError(f"{label}: state_dict is missing or holds non-tensor values")
+    training_state = obj.get("training_state")
+    metadata = obj.get("metadata") or {}
+    return Checkpoint(
+        config=config,
+        state_dict=dict(state_dict),
+        training_state=dict(training_state) if isinstance(training_state, Mapping) else None,
+        metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+        format_version=version,
+        waveflow_version=str(obj.get("waveflow_version", "?")),
+        weight_norm_folded=bool(obj.get("weight_norm_folded", False)),
+        path=path,
+    )
+
+
+def _load_weights_only(source: nvidia.CheckpointSource, map_location: nvidia.MapLocation) -> Any:
+    try:
+        return nvidia.load_weights_only(source, map_location)
+    except pickle.UnpicklingError as exc:
+        name = nvidia.refused_global(exc) or "?"
+        if name.rsplit(".", 1)[0].split(".")[-1] in ("glow", "glow_old"):
+            raise _nvidia_hint(
+                source.label, f"an NVIDIA/waveglow training checkpoint (it pickles {name})"
+            ) from None
+        raise ValueError(
+            f"{source.label} contains a pickled object ({name}); a waveflow checkpoint holds only tensors "
+            f"and plain values, so it was not loaded"
+        ) from None
+
+
+def load_checkpoint(path: str | Path, map_location: nvidia.MapLocation = "cpu") -> Checkpoint:
+    """Read a waveflow checkpoint (``torch.load(weights_only=True)``; xz-compressed files too).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it is
+    not a PyTorch file, is truncated or corrupt, is an NVIDIA checkpoint (use :func:`load_model`
+    or ``waveflow convert``), was written by a newer format version, or has an invalid config.
+    """
+    source = nvidia.CheckpointSource.from_any(Path(path))
+    return _parse(_load_weights_only(source, map_location), source.label, Path(path))
+
+
+def _build_model(
+    config: VocoderConfig, state_dict: Mapping[str, Tensor], weight_norm_folded: bool, label: str
+) -> WaveGlow:
+    model = WaveGlow(config.model)
+    if weight_norm_folded:
+        model.remove_weight_norm()
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:400]
+        raise ValueError(f"{label}: the weights do not fit the stored config: {detail}") from None
+    return model.eval()
+
+
+def load_model(
+    path: str | Path,
+    map_location: nvidia.MapLocation = "cpu",
+    *,
+    fold_weight_norm: bool = False,
+    mel_config: MelConfig | None = None,
+) -> tuple[WaveGlow, VocoderConfig]:
+    """Load any supported checkpoint as a ready :class:`WaveGlow` (eval mode) and its config.
+
+    The format is detected: a waveflow checkpoint, an NVIDIA/waveglow training checkpoint (pickled
+    ``glow.WaveGlow``, read through an allow list without running code from the file), a
+    DeepLearningExamples/torch.hub checkpoint or a bare NVIDIA state dict; xz-compressed files are
+    recognised by their magic bytes.
+
+    NVIDIA files carry no mel settings: their model is assumed to take Tacotron2-convention mels
+    (``presets.tacotron2_mel()``: 22050 Hz, 1024/256/1024, 80 Slaney mels 0-8000 Hz, natural log),
+    which is what NVIDIA trained on; pass ``mel_config`` to override. A waveflow checkpoint knows
+    its own mel settings and refuses ``mel_config``.
+
+    ``fold_weight_norm``: fold weight normalisation into plain weights (faster inference, same
+    outputs). The model is moved to ``map_location`` when that is a device or a device string.
+    """
+    from waveflow import presets
+
+    source = nvidia.CheckpointSource.from_any(Path(path))
+    obj, _ = nvidia.load_any(source, map_location)
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
+        if mel_config is not None:
+            raise ValueError(
+                f"{source.label} is a waveflow checkpoint with its own mel settings; do not pass mel_config"
+            )
+        ckpt = _parse(obj, source.label, Path(path))
+        config = ckpt.config
+        model = _build_model(config, ckpt.state_dict, ckpt.weight_norm_folded, source.label)
+    else:
+        imported = nvidia.convert_loaded(obj, source.label)
+        mel = presets.tacotron2_mel() if mel_config is None else mel_config
+        try:
+            config = VocoderConfig(model=imported.config, mel=mel)
+            config.validate()
+        except ValueError as exc:
+            raise ValueError(f"{source.label}: mel_config does not fit the NVIDIA model: {exc}") from None
+        model = _build_model(config, imported.state_dict, False, source.label)
+    if fold_weight_norm:
+        model.remove_weight_norm()
+    if isinstance(map_location, (str, torch.device)):
+        model = model.to(map_location)
+    return model, config

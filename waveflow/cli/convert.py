@@ -1,0 +1,86 @@
+"""``waveflow convert NVIDIA.pt OUT.pt``: turn an NVIDIA WaveGlow checkpoint into a waveflow one.
+
+The input may be an NVIDIA/waveglow training checkpoint (a pickled ``glow.WaveGlow``, read through
+an allow list so no code from the file runs), a DeepLearningExamples/torch.hub checkpoint or a bare
+state dict, optionally xz-compressed. NVIDIA files carry no mel settings; ``--mel-preset`` names the
+convention the model was trained on (NVIDIA's own: tacotron2). The output is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+MEL_PRESETS = ("tacotron2", "hifigan", "espnet")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert an NVIDIA WaveGlow checkpoint (both formats) to a waveflow checkpoint",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", type=Path, help="NVIDIA checkpoint (.pt, or .pt.xz)")
+    parser.add_argument("output", type=Path, help="waveflow checkpoint to write")
+    parser.add_argument(
+        "--mel-preset",
+        choices=MEL_PRESETS,
+        default="tacotron2",
+        help="mel convention the model was trained on (default: tacotron2, NVIDIA's)",
+    )
+    parser.add_argument(
+        "--fold-weight-norm",
+        action="store_true",
+        help="fold weight normalisation into plain weights (inference only; same outputs)",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from waveflow import presets
+    from waveflow.checkpoint import save_checkpoint
+    from waveflow.cli import CLIError
+    from waveflow.config import VocoderConfig
+    from waveflow.interop import nvidia
+    from waveflow.model import WaveGlow
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.exists() and src.exists() and os.path.samefile(src, dst):
+        raise CLIError(f"output {dst} is the input file; choose another path")
+    mel = {"tacotron2": presets.tacotron2_mel, "hifigan": presets.hifigan_mel, "espnet": presets.espnet_mel}[
+        args.mel_preset
+    ]()
+    imported = nvidia.import_nvidia(src)
+    try:
+        VocoderConfig(model=imported.config, mel=mel).validate()
+    except ValueError as exc:
+        raise CLIError(f"--mel-preset {args.mel_preset} does not fit the model in {src}: {exc}") from None
+
+    model = WaveGlow(imported.config)
+    model.load_state_dict(imported.state_dict, strict=True)
+    if args.fold_weight_norm:
+        model.remove_weight_norm()
+    metadata = {"converted_from": src.name, "source_format": imported.format, **imported.info}
+    save_checkpoint(dst, model, mel, metadata=metadata)
+
+    cfg = imported.config
+    wn = cfg.wavenet
+    num_params = sum(p.numel() for p in model.parameters())
+    weight_norm = "folded" if args.fold_weight_norm or imported.weight_norm_folded else "weight_g/weight_v"
+    extra = "".join(f", {k} {v}" for k, v in imported.info.items())
+    print(f"read      {src} ({imported.format}{extra})")
+    print(
+        f"model     {cfg.n_flows} flows, n_group {cfg.n_group}, early every {cfg.n_early_every} "
+        f"size {cfg.n_early_size}, WN {wn.n_layers} layers x {wn.n_channels} channels (kernel {wn.kernel_size}), "
+        f"{cfg.n_mels} mels, hop {cfg.hop_length}"
+    )
+    print(f"weights   {num_params:,} parameters, weight norm {weight_norm}")
+    print(
+        f"mel       {args.mel_preset}: {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, "
+        f"f {mel.f_min:g}-{mel.f_max if mel.f_max is not None else mel.sample_rate / 2:g} Hz"
+    )
+    print(f"wrote     {dst}")
+    return 0

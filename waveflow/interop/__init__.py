@@ -1,0 +1,9 @@
+"""Reading checkpoints written by other WaveGlow implementations (NVIDIA's, in both formats)."""
+
+from waveflow.interop.nvidia import (
+    UnsafeCheckpointError,
+    load_nvidia_checkpoint,
+    to_nvidia_state_dict,
+)
+
+__all__ = ["UnsafeCheckpointError", "load_nvidia_checkpoint", "to_nvidia_state_dict"]
