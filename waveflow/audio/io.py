@@ -68,6 +68,27 @@ def load_audio(
     return np.ascontiguousarray(audio, dtype=np.float32), int(file_rate)
 
 
+def audio_info(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(sample_rate, num_frames)`` of an audio file, read from its header without decoding it.
+
+    Raises the same errors as :func:`load_audio` for missing, empty, unreadable or sample-less files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except sf.LibsndfileError as exc:
+        raise ValueError(f"{path} is not a readable audio file: {exc}") from exc
+    if info.frames <= 0:
+        raise ValueError(f"{path} contains no samples")
+    return int(info.samplerate), int(info.frames)
+
+
 def _as_mono_array(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     """numpy or torch ``(T,)`` or ``(1, T)`` -> float64 numpy ``(T,)``, finite."""
     if isinstance(audio, torch.Tensor):

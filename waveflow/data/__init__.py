@@ -1,0 +1,40 @@
+"""Data: file lists, LJSpeech metadata and splits, audio checks, training and validation datasets.
+
+Datasets return audio only (no feature maths); the training loop computes mels on the device.
+"""
+
+from waveflow.data.dataset import ScanReport, SegmentDataset, UtteranceDataset, scan_audio
+from waveflow.data.demo import build_demo_corpus
+from waveflow.data.filelists import read_filelist, write_filelist
+from waveflow.data.ljspeech import (
+    SPLITS,
+    CorpusSplit,
+    Utterance,
+    check_contamination,
+    extract_archive,
+    find_corpus_root,
+    load_split,
+    read_id_list,
+    read_metadata,
+    split_corpus,
+)
+
+__all__ = [
+    "SPLITS",
+    "CorpusSplit",
+    "ScanReport",
+    "SegmentDataset",
+    "Utterance",
+    "UtteranceDataset",
+    "build_demo_corpus",
+    "check_contamination",
+    "extract_archive",
+    "find_corpus_root",
+    "load_split",
+    "read_filelist",
+    "read_id_list",
+    "read_metadata",
+    "scan_audio",
+    "split_corpus",
+    "write_filelist",
+]
