@@ -15,7 +15,19 @@ import sys
 from collections.abc import Sequence
 
 # Order = order in `waveflow --help`.
-SUBCOMMANDS: tuple[str, ...] = ("waveflow.cli.convert",)
+SUBCOMMANDS: tuple[str, ...] = (
+    "waveflow.cli.train",
+    "waveflow.cli.convert",
+    "waveflow.cli.synthesize",
+    "waveflow.cli.resynthesize",
+    "waveflow.cli.extract_mels",
+    "waveflow.cli.inspect_cmd",
+    "waveflow.cli.score",
+    "waveflow.cli.latent",
+    "waveflow.cli.evaluate",
+    "waveflow.cli.prepare",
+    "waveflow.cli.demo",
+)
 
 
 class CLIError(Exception):
@@ -36,9 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``, letting options and positionals of a subcommand come in any order.
+
+    Plain ``parse_args`` cannot hand ``synthesize CKPT -o OUT a.npy b.npy`` or
+    ``train --config X a=1 --run-dir D b=2`` to a subcommand with a variable number of
+    positionals; the subcommand's own ``parse_intermixed_args`` can.
+    """
+    sub_actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not argv or argv[0].startswith("-") or argv[0] not in sub_actions[0].choices:
+        return parser.parse_args(argv)  # --help, --version, or an unknown command: argparse explains
+    name = argv[0]
+    subparser = sub_actions[0].choices[name]
+    try:
+        args = subparser.parse_intermixed_args(argv[1:])
+    except TypeError:  # a subcommand using features intermixed parsing does not support
+        args = subparser.parse_args(argv[1:])
+    args.command = name
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
     try:
         result = args.func(args)
     except (CLIError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

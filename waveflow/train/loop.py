@@ -1,0 +1,698 @@
+"""The training loop: :func:`train`, one function to read top to bottom.
+
+Launch it through the CLI (``waveflow train --help``)::
+
+    # one process (a GPU if there is one, else the CPU)
+    waveflow train --config ljspeech.yaml --run-dir runs/ljs
+    # continue after a crash, Ctrl-C or a time limit: same command plus --resume
+    waveflow train --config ljspeech.yaml --run-dir runs/ljs --resume
+    # 4 GPUs on one machine (train.batch_size is the global batch, split over the processes)
+    torchrun --standalone --nproc_per_node=4 -m waveflow train --config ... --run-dir runs/ljs
+    # 2 machines x 8 GPUs: run on every machine, with HOST reachable by all of them
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
+        --rdzv_id=ljs -m waveflow train --config ... --run-dir runs/ljs
+
+In a multi-machine run every machine must see the same file lists and audio paths, and the run
+directory must be on a shared file system (rank 0 writes it; every rank reads it to resume).
+
+One step: draw a batch of audio crops ``(B, segment_length)``; compute their mels on the device;
+run the flow (under autocast on CUDA: bf16 by default, fp16 with a ``GradScaler``); take the NLL in
+float32 outside autocast; backpropagate; clip the gradient norm; step Adam. A step whose loss or
+gradient norm is not finite, or whose batch holds NaN/Inf audio, is skipped on every rank (weights
+and optimizer untouched) and counted; ``train.max_nonfinite_steps`` skipped steps in a row stop the
+run with a checkpoint of the last good weights.
+
+The learning rate is a pure function of the step (:func:`learning_rate_at`), so restoring the
+step restores the schedule, and a resumed run follows the schedule of its current config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from waveflow import losses
+from waveflow.audio.features import MelSpectrogram
+from waveflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from waveflow.config import ExperimentConfig, TrainConfig
+from waveflow.data import SegmentDataset, UtteranceDataset, read_filelist
+from waveflow.model import WaveGlow
+from waveflow.train import distributed
+from waveflow.train.batches import batches_per_epoch, epoch_loader
+from waveflow.train.distributed import DistributedEnv
+from waveflow.train.logging import RunLogger
+from waveflow.train.run_dir import RunDir
+from waveflow.train.state import TrainerState, capture_rng_state, parameter_sha256, restore_rng_state
+from waveflow.train.yaml_config import write_config
+
+SAMPLE_SIGMA = 0.6  # sigma of the audio samples sent to TensorBoard (NVIDIA's inference default)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Too many consecutive non-finite steps; the message names the checkpoint of the last good weights."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How :func:`train` ended (``checkpoint`` is the last one written; ``None`` on ranks other than 0)."""
+
+    status: Literal["completed", "interrupted"]
+    step: int
+    checkpoint: Path | None
+    best_val_nll: float | None
+    signal: int | None = None  # the signal that interrupted the run
+
+
+# -- settings ------------------------------------------------------------------------------------
+def learning_rate_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then constant or cosine.
+
+    Warmup rises linearly to ``learning_rate`` over ``warmup_steps`` steps; the cosine schedule
+    then decays to ``min_learning_rate`` at ``max_steps``.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_learning_rate + 0.5 * (cfg.learning_rate - cfg.min_learning_rate) * (
+        1 + math.cos(math.pi * progress)
+    )
+
+
+def resolve_device(name: str, env: DistributedEnv) -> torch.device:
+    """``auto`` -> CUDA if available, else CPU. Under torchrun a CUDA device is ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"train.device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
+        if env.is_distributed:
+            device = torch.device("cuda", env.local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type != "cpu":
+        raise ValueError(f"train.device={name!r}: only cpu and cuda are supported")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype: ``auto`` is bf16 on CUDA (fp16 where bf16 is unsupported), fp32 on CPU."""
+    if device.type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise ValueError(
+                f"train.precision={precision} needs a CUDA device; on {device} training runs in fp32"
+            )
+        return torch.float32
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+# -- signals -------------------------------------------------------------------------------------
+class _GracefulStop:
+    """SIGINT/SIGTERM ask the loop to stop after the current step and save a checkpoint.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once. Handlers can only be installed from the
+    main thread; elsewhere the run simply has no graceful stop.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# -- the run -------------------------------------------------------------------------------------
+def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: bool = False) -> TrainResult:
+    """Train a WaveGlow on ``config``, writing config, logs and checkpoints to ``run_dir``.
+
+    Inputs (config, file lists, audio files, the run directory) are checked before anything is
+    written. Without ``resume`` a directory that already holds a run is refused; with ``resume``
+    the newest checkpoint in it is continued (model, optimizer, scaler, step, data position, RNG
+    states), or a new run starts if there is none. Under torchrun this runs on every rank.
+
+    Returns how the run ended; raises :class:`TrainingDivergedError` after
+    ``train.max_nonfinite_steps`` consecutive non-finite steps (having saved a checkpoint).
+    """
+    config.validate()
+    tcfg, dcfg = config.train, config.data
+    env = DistributedEnv.from_environ()
+    device = resolve_device(tcfg.device, env)
+    amp_dtype = resolve_precision(tcfg.precision, device)
+    if tcfg.batch_size % env.world_size != 0:
+        raise ValueError(
+            f"train.batch_size={tcfg.batch_size} (the global batch) is not divisible by the {env.world_size} processes"
+        )
+    if tcfg.lr_schedule == "cosine" and tcfg.min_learning_rate > tcfg.learning_rate:
+        raise ValueError(
+            f"train.min_learning_rate={tcfg.min_learning_rate} exceeds train.learning_rate={tcfg.learning_rate}"
+        )
+    run = RunDir(run_dir)
+
+    # Inputs first: a bad file list or audio file fails here, before any run file exists.
+    if not dcfg.training_files:
+        raise ValueError("data.training_files is not set (a file list of training audio)")
+    train_set = SegmentDataset(
+        read_filelist(dcfg.training_files),
+        config.mel.sample_rate,
+        dcfg.segment_length,
+        seed=tcfg.seed,
+        short_clips=dcfg.short_clips,
+        dequantize=dcfg.dequantize,
+        resample=dcfg.resample,
+    )
+    num_batches = batches_per_epoch(len(train_set), tcfg.batch_size)
+    if num_batches == 0:
+        raise ValueError(
+            f"{dcfg.training_files} gives {len(train_set)} usable clip(s), fewer than train.batch_size={tcfg.batch_size}"
+        )
+    val_set = None
+    if dcfg.validation_files:
+        val_set = UtteranceDataset(
+            read_filelist(dcfg.validation_files),
+            config.mel.sample_rate,
+            max_seconds=dcfg.validation_max_seconds,
+            multiple_of=config.model.n_group,
+            resample=dcfg.resample,
+            dequantize=dcfg.dequantize,  # the same density as in training (fixed noise per utterance)
+            seed=tcfg.seed,
+        )
+        if len(val_set) == 0:
+            raise ValueError(
+                f"{dcfg.validation_files} lists no usable audio; fix it or set data.validation_files=''"
+            )
+
+    distributed.init_process_group(env, device)
+    try:
+        checkpoint = _checkpoint_to_resume(run, config, resume)
+        distributed.barrier()  # every rank has looked at the directory before rank 0 writes to it
+        removed: list[Path] = []
+        if env.is_main:
+            run.create()
+            removed = run.remove_partial_files()
+            write_config(config, run.config)
+        start_step = checkpoint.training_state["trainer"]["step"] if checkpoint is not None else 0
+        logger = RunLogger(run.root, enabled=env.is_main, total_steps=tcfg.max_steps, start_step=start_step)
+        with _GracefulStop() as stop, contextlib.closing(logger):
+            if removed:
+                logger.message(f"removed {len(removed)} partial file(s) left by an interrupted write")
+            return _run(config, run, env, device, amp_dtype, train_set, val_set, checkpoint, stop, logger)
+    finally:
+        distributed.destroy_process_group()
+
+
+def _checkpoint_to_resume(run: RunDir, config: ExperimentConfig, resume: bool) -> Checkpoint | None:
+    if not resume:
+        if run.holds_run():
+            raise ValueError(
+                f"{run.root} already holds a training run; pass --resume to continue it, or choose another --run-dir"
+            )
+        return None
+    for path in run.resume_candidates():
+        try:
+            checkpoint = load_checkpoint(path)
+        except ValueError as exc:  # only possible for files not written by waveflow's atomic save
+            print(f"warning: cannot resume from {path}: {exc}", file=sys.stderr)
+            continue
+        if checkpoint.training_state is None:
+            raise ValueError(f"{path} holds no training state (it is an export, not a training checkpoint)")
+        _check_same_vocoder(checkpoint, config)
+        return checkpoint
+    return None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _check_same_vocoder(checkpoint: Checkpoint, config: ExperimentConfig) -> None:
+    changes = _config_changes(
+        {"model": checkpoint.config.model.to_dict(), "mel": checkpoint.config.mel.to_dict()},
+        {"model": config.model.to_dict(), "mel": config.mel.to_dict()},
+    )
+    if changes:
+        raise ValueError(
+            f"cannot resume from {checkpoint.path}: the model/mel settings differ from the checkpoint's "
+            f"({'; '.join(changes)})"
+        )
+
+
+def _run(
+    config: ExperimentConfig,
+    run: RunDir,
+    env: DistributedEnv,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+    train_set: SegmentDataset,
+    val_set: UtteranceDataset | None,
+    checkpoint: Checkpoint | None,
+    stop: _GracefulStop,
+    logger: RunLogger,
+) -> TrainResult:
+    tcfg, dcfg = config.train, config.data
+
+    # -- model, mel front end, optimizer; the saved state when resuming -------------------------
+    torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
+    random.seed(tcfg.seed)
+    np.random.seed(tcfg.seed)  # noqa: NPY002
+    model = WaveGlow.from_config(config.model).to(device)
+    mel_fn = MelSpectrogram.from_config(config.mel).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=tcfg.learning_rate, betas=tcfg.adam_betas, weight_decay=tcfg.weight_decay
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    state = TrainerState()
+    if checkpoint is not None:
+        state = _restore(checkpoint, model, optimizer, scaler, config, env, logger)
+    ddp_model = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if env.is_distributed
+        else model
+    )
+    num_params = sum(p.numel() for p in model.parameters())
+    precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    logger.record(
+        "start",
+        step=state.step,
+        resumed_from=str(checkpoint.path) if checkpoint is not None else None,
+        world_size=env.world_size,
+        device=str(device),
+        precision=precision,
+        num_parameters=num_params,
+    )
+    logger.message(
+        f"training {num_params:,} parameters on {device} ({precision}, {env.world_size} process(es)); "
+        f"{len(train_set)} clips, {batches_per_epoch(len(train_set), tcfg.batch_size)} batches per epoch"
+        + (
+            f" ({train_set.num_skipped} clips shorter than data.segment_length skipped)"
+            if train_set.num_skipped
+            else ""
+        )
+    )
+    if val_set is None:
+        logger.message("no data.validation_files: validation NLL and best.pt are off")
+
+    # -- the loop ------------------------------------------------------------------------------------
+    saver = _Checkpointer(run, model, config, optimizer, scaler, env, logger)
+    last_saved, last_checkpoint = (state.step, checkpoint.path) if checkpoint is not None else (-1, None)
+    window = _Window()
+    stopping = False  # set on every rank at once (see the flags below)
+    model.train()
+    batches = _batches(train_set, env, state, config, pin_memory=device.type == "cuda")
+    for audio in itertools.islice(batches, max(0, tcfg.max_steps - state.step)):
+        audio = audio.to(device, non_blocking=True)  # (B / world_size, segment_length)
+        # One collective answers "has any rank been signalled to stop / drawn NaN audio?", so that
+        # every rank takes the same branch (a rank skipping a step alone would deadlock DDP).
+        flags = torch.stack(
+            [
+                torch.tensor(float(stop.signum is not None), device=device),
+                (~torch.isfinite(audio)).any().float(),
+            ]
+        )
+        stopping, bad_audio = (bool(v) for v in distributed.all_reduce_(flags, "max").tolist())
+        if stopping:
+            break
+        lr = learning_rate_at(state.step, tcfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        if bad_audio:
+            good = False
+            state.nonfinite_batches += 1
+            why = "NaN/Inf audio in the batch"
+        else:
+            loss, nvidia_loss, grad_norm = _optimize(
+                ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype
+            )
+            good = math.isfinite(loss) and math.isfinite(grad_norm)
+            if not good:
+                state.nonfinite_steps += 1
+            why = f"loss {loss}, gradient norm {grad_norm}"
+        state.step += 1
+        state.batch_in_epoch += 1
+        if good:
+            state.consecutive_nonfinite = 0
+            window.add(loss, nvidia_loss, grad_norm)
+        else:
+            state.consecutive_nonfinite += 1
+            window.skipped += 1
+            logger.message(f"step {state.step}: skipped ({why}); {state.consecutive_nonfinite} in a row")
+
+        if state.step % tcfg.log_every == 0:
+            record = window.summary(tcfg.batch_size * dcfg.segment_length)
+            logger.record(
+                "train",
+                step=state.step,
+                epoch=state.epoch,
+                lr=lr,
+                skipped_total=state.nonfinite_steps,
+                bad_batches_total=state.nonfinite_batches,
+                **record,
+            )
+            window = _Window()
+            if record["loss"] is not None:
+                logger.progress(
+                    state.step, loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.3g}"
+                )
+        logger.progress(state.step)
+
+        done = state.step == tcfg.max_steps
+        improved = False
+        if val_set is not None and (state.step % tcfg.validate_every == 0 or done):
+            improved = _validate(model, mel_fn, val_set, config, env, device, amp_dtype, state, logger)
+        diverged = state.consecutive_nonfinite >= tcfg.max_nonfinite_steps
+        periodic = state.step % tcfg.checkpoint_every == 0 or done or diverged
+        if periodic or (improved and tcfg.keep_best):
+            path = saver.save(
+                state,
+                reason="diverged" if diverged else "periodic" if periodic else "best",
+                step_file=periodic,
+                best=improved and tcfg.keep_best,
+            )
+            if periodic:
+                last_saved, last_checkpoint = state.step, path
+        if diverged:
+            logger.record("end", step=state.step, status="diverged")
+            raise TrainingDivergedError(
+                f"training stopped at step {state.step}: {state.consecutive_nonfinite} steps in a row had a "
+                f"non-finite loss/gradient or NaN/Inf audio (train.max_nonfinite_steps={tcfg.max_nonfinite_steps}). "
+                f"The last good weights are in {last_checkpoint}. Try a lower train.learning_rate, "
+                f"train.grad_clip_norm, train.precision=fp32, or check the audio (silent or NaN clips)."
+            )
+
+    # -- the end: an interrupted run saves where it stopped; check that the ranks agree -------------
+    if last_saved != state.step:
+        last_checkpoint = saver.save(state, reason="interrupted", step_file=True, best=False)
+    end: dict[str, Any] = {}
+    if env.is_distributed:
+        end["rank_param_sha256"] = hashes = distributed.all_gather_object(parameter_sha256(model))
+        if len(set(hashes)) != 1:
+            logger.message(
+                "warning: the ranks ended with different weights (see rank_param_sha256 in the log)"
+            )
+    status: Literal["completed", "interrupted"] = "interrupted" if stopping else "completed"
+    logger.record("end", step=state.step, status=status, **end)
+    if stopping:
+        logger.message(f"stopped at step {state.step}; continue with --resume ({last_checkpoint})")
+    return TrainResult(
+        status=status,
+        step=state.step,
+        checkpoint=last_checkpoint if env.is_main else None,
+        best_val_nll=state.best_val_nll if math.isfinite(state.best_val_nll) else None,
+        signal=(stop.signum or signal.SIGTERM) if stopping else None,  # SIGTERM: another rank's signal
+    )
+
+
+def _restore(
+    checkpoint: Checkpoint,
+    model: WaveGlow,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: ExperimentConfig,
+    env: DistributedEnv,
+    logger: RunLogger,
+) -> TrainerState:
+    """Load weights, optimizer, scaler and RNG states from ``checkpoint``; return the loop counters."""
+    tcfg = config.train
+    training_state = checkpoint.training_state or {}
+    model.load_state_dict(checkpoint.state_dict)
+    optimizer.load_state_dict(training_state["optimizer"])
+    for group in optimizer.param_groups:  # the current config sets the hyper-parameters
+        group.update(betas=tcfg.adam_betas, weight_decay=tcfg.weight_decay)
+    if scaler.is_enabled() and training_state["scaler"]:  # empty when saved without fp16
+        scaler.load_state_dict(training_state["scaler"])
+    state = TrainerState.from_dict(training_state["trainer"])
+    if training_state["global_batch_size"] != tcfg.batch_size:
+        # The epoch's order is per clip: continue after the clips already seen.
+        state.batch_in_epoch = state.batch_in_epoch * training_state["global_batch_size"] // tcfg.batch_size
+    rng = training_state["rng"]  # one entry per rank of the run that saved it
+    restore_rng_state(rng[env.rank] if env.rank < len(rng) else rng[0])
+    # Everything is copied into the live objects: drop the CPU copies (as large as model + Adam).
+    checkpoint.state_dict.clear()
+    training_state.clear()
+
+    logger.message(f"resumed from {checkpoint.path} at step {state.step}")
+    old, new = checkpoint.metadata.get("experiment") or {}, config.to_dict()
+    changes = _config_changes(
+        {k: old.get(k, {}) for k in ("data", "train")}, {k: new[k] for k in ("data", "train")}
+    )
+    if changes:
+        logger.message("settings changed since the checkpoint: " + "; ".join(changes))
+    return state
+
+
+def _batches(
+    train_set: SegmentDataset,
+    env: DistributedEnv,
+    state: TrainerState,
+    config: ExperimentConfig,
+    *,
+    pin_memory: bool,
+) -> Iterator[torch.Tensor]:
+    """This rank's training batches, epoch after epoch, from the position held in ``state``."""
+    while True:
+        yield from epoch_loader(
+            train_set,
+            env,
+            batch_size=config.train.batch_size // env.world_size,
+            seed=config.train.seed,
+            epoch=state.epoch,
+            start_batch=state.batch_in_epoch,
+            num_workers=config.data.num_workers,
+            pin_memory=pin_memory,
+        )
+        state.epoch += 1  # the epoch ran out of batches
+        state.batch_in_epoch = 0
+
+
+def _optimize(
+    ddp_model: torch.nn.Module,
+    model: WaveGlow,
+    mel_fn: MelSpectrogram,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    audio: torch.Tensor,
+    tcfg: TrainConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+) -> tuple[float, float, float]:
+    """One training step on ``audio`` ``(B, T)``: returns ``(loss, nvidia_loss, grad_norm)``.
+
+    The losses are averaged over ranks and the gradient norm (before clipping) is the same on
+    every rank (DDP averages the gradients), so all ranks agree on whether the step is finite.
+    Only then is the optimizer stepped; otherwise weights and optimizer state stay as they were.
+    """
+    with torch.no_grad():
+        mel = mel_fn(audio)  # (B, n_mels, frames), float32: the STFT runs outside autocast
+    with _autocast(device, amp_dtype):
+        z, logdet = ddp_model(audio, mel)  # z (B, n_group, T / n_group), logdet (B,) float32
+    # The loss in float32, outside autocast: a sum over ~1e5 samples per item.
+    loss = losses.nll(z.float(), logdet.float(), tcfg.sigma).mean()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip and measure the true gradient (no-op unless fp16)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm or math.inf).item()
+    nvidia = losses.nvidia_loss(z.detach().float(), logdet.detach().float(), tcfg.sigma).mean()
+    loss_value, nvidia_value = distributed.all_reduce_(torch.stack([loss.detach(), nvidia]), "mean").tolist()
+    if math.isfinite(loss_value) and math.isfinite(grad_norm):
+        scaler.step(optimizer)
+    scaler.update()  # with fp16, an overflow lowers the loss scale
+    optimizer.zero_grad(set_to_none=True)
+    return loss_value, nvidia_value, grad_norm
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if amp_dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=amp_dtype)
+
+
+class _Window:
+    """Running sums of the good steps since the last ``train`` record."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.steps = 0
+        self.skipped = 0
+        self.sums = [0.0, 0.0, 0.0]  # loss, nvidia_loss, grad_norm
+
+    def add(self, loss: float, nvidia_loss: float, grad_norm: float) -> None:
+        self.steps += 1
+        self.sums = [s + v for s, v in zip(self.sums, (loss, nvidia_loss, grad_norm))]
+
+    def summary(self, samples_per_step: int) -> dict[str, float | int | None]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        mean = [s / self.steps for s in self.sums] if self.steps else [None, None, None]
+        return {
+            "loss": mean[0],
+            "nll": mean[0],
+            "nvidia_loss": mean[1],
+            "grad_norm": mean[2],
+            "samples_per_s": (self.steps + self.skipped) * samples_per_step / elapsed,
+            "skipped": self.skipped,
+        }
+
+
+# -- validation ------------------------------------------------------------------------------------
+@torch.no_grad()
+def _validate(
+    model: WaveGlow,
+    mel_fn: MelSpectrogram,
+    val_set: UtteranceDataset,
+    config: ExperimentConfig,
+    env: DistributedEnv,
+    device: torch.device,
+    amp_dtype: torch.dtype,
+    state: TrainerState,
+    logger: RunLogger,
+) -> bool:
+    """Validation NLL over the whole set (all ranks); logs it, updates ``state.best_val_nll``.
+
+    Runs the unwrapped model one utterance at a time (utterances differ in length), so no DDP
+    collective is involved until the sums are all-reduced. Returns True if the NLL improved.
+    """
+    sigma = config.train.sigma
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # sum of nll * T, nvidia_loss * T, T
+    for index in range(env.rank, len(val_set), env.world_size):  # rank r takes utterances r, r + W, ...
+        audio = val_set[index][0].to(device).unsqueeze(0)  # (T,) -> (1, T)
+        mel = mel_fn(audio)
+        with _autocast(device, amp_dtype):
+            z, logdet = model(audio, mel)
+        num_samples = audio.shape[1]
+        nll = losses.nll(z.float(), logdet.float(), sigma).double().sum()
+        nvidia = losses.nvidia_loss(z.float(), logdet.float(), sigma).double().sum()
+        totals += torch.stack([nll * num_samples, nvidia * num_samples, totals.new_tensor(num_samples)])
+    distributed.all_reduce_(totals)
+    val_nll, val_nvidia = (totals[:2] / totals[2]).tolist()
+    num_samples = int(totals[2].item())
+    improved = math.isfinite(val_nll) and val_nll < state.best_val_nll
+    if improved:
+        state.best_val_nll = val_nll
+    logger.record(
+        "val",
+        step=state.step,
+        val_nll=val_nll,
+        val_nvidia_loss=val_nvidia,
+        val_num_samples=num_samples,
+        best_val_nll=state.best_val_nll,
+    )
+    logger.message(
+        f"step {state.step}: validation NLL {val_nll:.4f} nats/sample (NVIDIA loss {val_nvidia:.4f})"
+        + (" (best)" if improved else "")
+    )
+    if env.is_main and logger.has_tensorboard:
+        _log_audio_samples(model, mel_fn, val_set, config, device, state.step, logger)
+    model.train()
+    return improved
+
+
+def _log_audio_samples(
+    model: WaveGlow,
+    mel_fn: MelSpectrogram,
+    val_set: UtteranceDataset,
+    config: ExperimentConfig,
+    device: torch.device,
+    step: int,
+    logger: RunLogger,
+) -> None:
+    """Synthesize the first ``num_audio_samples`` validation utterances at sigma 0.6 for TensorBoard."""
+    generator = torch.Generator(device=device).manual_seed(config.train.seed)  # the same noise every time
+    sample_rate = config.mel.sample_rate
+    for index in range(min(config.train.num_audio_samples, len(val_set))):
+        audio, name = val_set[index]
+        audio = audio.to(device).unsqueeze(0)  # (T,) -> (1, T)
+        mel = mel_fn(audio)
+        generated = model.infer(mel, sigma=SAMPLE_SIGMA, generator=generator)[:, : audio.shape[1]]
+        generated = torch.nan_to_num(generated).clamp(-1.0, 1.0)  # a diverging model must not break logging
+        logger.audio(f"generated/{name}", generated[0], sample_rate, step)
+        logger.mel_image(f"generated_mel/{name}", mel_fn(generated)[0], step)
+        logger.audio(f"target/{name}", audio[0], sample_rate, step)
+        logger.mel_image(f"target_mel/{name}", mel[0], step)
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+@dataclass
+class _Checkpointer:
+    """Writes the run's state (rank 0) as ``ckpt_{step}.pt`` + ``last.pt`` and/or ``best.pt``."""
+
+    run: RunDir
+    model: WaveGlow
+    config: ExperimentConfig
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    env: DistributedEnv
+    logger: RunLogger
+
+    def save(self, state: TrainerState, *, reason: str, step_file: bool, best: bool) -> Path | None:
+        """Collective: every rank contributes its RNG state and waits at the barrier until rank 0
+        has written, so no rank runs ahead of a checkpoint that might be resumed from. Returns the
+        path written (``None`` on other ranks).
+        """
+        rng_states = distributed.all_gather_object(capture_rng_state())
+        path = None
+        if self.env.is_main:
+            training_state = {
+                "trainer": state.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng_states,  # one entry per rank
+                "world_size": self.env.world_size,
+                "global_batch_size": self.config.train.batch_size,
+            }
+            metadata = {"experiment": self.config.to_dict(), "reason": reason}
+            path = self.run.checkpoint_path(state.step) if step_file else self.run.best
+            save_checkpoint(
+                path, self.model, self.config.mel, training_state=training_state, metadata=metadata
+            )
+            if step_file:
+                self.run.point(self.run.last, path)
+                if best:
+                    self.run.point(self.run.best, path)
+                self.run.prune(self.config.train.keep_last)
+            self.logger.record("checkpoint", step=state.step, path=str(path), reason=reason)
+        distributed.barrier()
+        return path
