@@ -259,3 +259,32 @@ def test_tensorboard_gets_scalars_audio_and_mel_images(tiny):
     assert set(tags["images"]) == {"generated_mel/val0", "target_mel/val0"}
     (audio,) = events.Audio("generated/val0")
     assert audio.sample_rate == 8000 and audio.step == 2
+
+
+def test_an_unexpected_crash_keeps_the_last_completed_step(tiny, monkeypatch):
+    """A data loader that dies mid-run (e.g. a worker killed) raises, but the steps done are saved
+    and a resume reproduces the uninterrupted run exactly."""
+    overrides = ["train.max_steps=7", "train.checkpoint_every=100", "data.validation_files="]
+    train(tiny.config(*overrides), tiny.run_dir("one_go"))
+
+    real_loader, drawn = loop_module.epoch_loader, []
+
+    def dying_loader(*args, **kwargs):
+        for audio in real_loader(*args, **kwargs):
+            drawn.append(1)
+            if len(drawn) == 5:
+                raise RuntimeError("DataLoader worker (pid 1234) is killed by signal: Killed.")
+            yield audio
+
+    monkeypatch.setattr(loop_module, "epoch_loader", dying_loader)
+    with pytest.raises(RuntimeError, match="worker"):
+        train(tiny.config(*overrides), tiny.run_dir("crashed"))
+    saved = load(tiny.run_dir("crashed") / "checkpoints" / "last.pt")
+    assert saved.training_state["trainer"]["step"] == 4  # steps 1-4 completed, 5 never started
+
+    monkeypatch.setattr(loop_module, "epoch_loader", real_loader)
+    train(tiny.config(*overrides), tiny.run_dir("crashed"), resume=True)
+    assert train_losses(tiny.run_dir("crashed")) == train_losses(tiny.run_dir("one_go"))
+    a = load(tiny.run_dir("one_go") / "checkpoints" / "last.pt")
+    b = load(tiny.run_dir("crashed") / "checkpoints" / "last.pt")
+    assert same_tensors(a.state_dict, b.state_dict)

@@ -343,86 +343,96 @@ def _run(
     stopping = False  # set on every rank at once (see the flags below)
     model.train()
     batches = _batches(train_set, env, state, config, pin_memory=device.type == "cuda")
-    for audio in itertools.islice(batches, max(0, tcfg.max_steps - state.step)):
-        audio = audio.to(device, non_blocking=True)  # (B / world_size, segment_length)
-        # One collective answers "has any rank been signalled to stop / drawn NaN audio?", so that
-        # every rank takes the same branch (a rank skipping a step alone would deadlock DDP).
-        flags = torch.stack(
-            [
-                torch.tensor(float(stop.signum is not None), device=device),
-                (~torch.isfinite(audio)).any().float(),
-            ]
-        )
-        stopping, bad_audio = (bool(v) for v in distributed.all_reduce_(flags, "max").tolist())
-        if stopping:
-            break
-        lr = learning_rate_at(state.step, tcfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-
-        if bad_audio:
-            good = False
-            state.nonfinite_batches += 1
-            why = "NaN/Inf audio in the batch"
-        else:
-            loss, nvidia_loss, grad_norm = _optimize(
-                ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype
+    try:
+        for audio in itertools.islice(batches, max(0, tcfg.max_steps - state.step)):
+            audio = audio.to(device, non_blocking=True)  # (B / world_size, segment_length)
+            # One collective answers "has any rank been signalled to stop / drawn NaN audio?", so that
+            # every rank takes the same branch (a rank skipping a step alone would deadlock DDP).
+            flags = torch.stack(
+                [
+                    torch.tensor(float(stop.signum is not None), device=device),
+                    (~torch.isfinite(audio)).any().float(),
+                ]
             )
-            good = math.isfinite(loss) and math.isfinite(grad_norm)
-            if not good:
-                state.nonfinite_steps += 1
-            why = f"loss {loss}, gradient norm {grad_norm}"
-        state.step += 1
-        state.batch_in_epoch += 1
-        if good:
-            state.consecutive_nonfinite = 0
-            window.add(loss, nvidia_loss, grad_norm)
-        else:
-            state.consecutive_nonfinite += 1
-            window.skipped += 1
-            logger.message(f"step {state.step}: skipped ({why}); {state.consecutive_nonfinite} in a row")
+            stopping, bad_audio = (bool(v) for v in distributed.all_reduce_(flags, "max").tolist())
+            if stopping:
+                break
+            lr = learning_rate_at(state.step, tcfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
-        if state.step % tcfg.log_every == 0:
-            record = window.summary(tcfg.batch_size * dcfg.segment_length)
-            logger.record(
-                "train",
-                step=state.step,
-                epoch=state.epoch,
-                lr=lr,
-                skipped_total=state.nonfinite_steps,
-                bad_batches_total=state.nonfinite_batches,
-                **record,
-            )
-            window = _Window()
-            if record["loss"] is not None:
-                logger.progress(
-                    state.step, loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.3g}"
+            if bad_audio:
+                good = False
+                state.nonfinite_batches += 1
+                why = "NaN/Inf audio in the batch"
+            else:
+                loss, nvidia_loss, grad_norm = _optimize(
+                    ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype
                 )
-        logger.progress(state.step)
+                good = math.isfinite(loss) and math.isfinite(grad_norm)
+                if not good:
+                    state.nonfinite_steps += 1
+                why = f"loss {loss}, gradient norm {grad_norm}"
+            state.step += 1
+            state.batch_in_epoch += 1
+            if good:
+                state.consecutive_nonfinite = 0
+                window.add(loss, nvidia_loss, grad_norm)
+            else:
+                state.consecutive_nonfinite += 1
+                window.skipped += 1
+                logger.message(f"step {state.step}: skipped ({why}); {state.consecutive_nonfinite} in a row")
 
-        done = state.step == tcfg.max_steps
-        improved = False
-        if val_set is not None and (state.step % tcfg.validate_every == 0 or done):
-            improved = _validate(model, mel_fn, val_set, config, env, device, amp_dtype, state, logger)
-        diverged = state.consecutive_nonfinite >= tcfg.max_nonfinite_steps
-        periodic = state.step % tcfg.checkpoint_every == 0 or done or diverged
-        if periodic or (improved and tcfg.keep_best):
-            path = saver.save(
-                state,
-                reason="diverged" if diverged else "periodic" if periodic else "best",
-                step_file=periodic,
-                best=improved and tcfg.keep_best,
-            )
-            if periodic:
-                last_saved, last_checkpoint = state.step, path
-        if diverged:
-            logger.record("end", step=state.step, status="diverged")
-            raise TrainingDivergedError(
-                f"training stopped at step {state.step}: {state.consecutive_nonfinite} steps in a row had a "
-                f"non-finite loss/gradient or NaN/Inf audio (train.max_nonfinite_steps={tcfg.max_nonfinite_steps}). "
-                f"The last good weights are in {last_checkpoint}. Try a lower train.learning_rate, "
-                f"train.grad_clip_norm, train.precision=fp32, or check the audio (silent or NaN clips)."
-            )
+            if state.step % tcfg.log_every == 0:
+                record = window.summary(tcfg.batch_size * dcfg.segment_length)
+                logger.record(
+                    "train",
+                    step=state.step,
+                    epoch=state.epoch,
+                    lr=lr,
+                    skipped_total=state.nonfinite_steps,
+                    bad_batches_total=state.nonfinite_batches,
+                    **record,
+                )
+                window = _Window()
+                if record["loss"] is not None:
+                    logger.progress(
+                        state.step, loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.3g}"
+                    )
+            logger.progress(state.step)
+
+            done = state.step == tcfg.max_steps
+            improved = False
+            if val_set is not None and (state.step % tcfg.validate_every == 0 or done):
+                improved = _validate(model, mel_fn, val_set, config, env, device, amp_dtype, state, logger)
+            diverged = state.consecutive_nonfinite >= tcfg.max_nonfinite_steps
+            periodic = state.step % tcfg.checkpoint_every == 0 or done or diverged
+            if periodic or (improved and tcfg.keep_best):
+                path = saver.save(
+                    state,
+                    reason="diverged" if diverged else "periodic" if periodic else "best",
+                    step_file=periodic,
+                    best=improved and tcfg.keep_best,
+                )
+                if periodic:
+                    last_saved, last_checkpoint = state.step, path
+            if diverged:
+                logger.record("end", step=state.step, status="diverged")
+                raise TrainingDivergedError(
+                    f"training stopped at step {state.step}: {state.consecutive_nonfinite} steps in a row had a "
+                    f"non-finite loss/gradient or NaN/Inf audio (train.max_nonfinite_steps={tcfg.max_nonfinite_steps}). "
+                    f"The last good weights are in {last_checkpoint}. Try a lower train.learning_rate, "
+                    f"train.grad_clip_norm, train.precision=fp32, or check the audio (silent or NaN clips)."
+                )
+    except Exception:
+        # An unexpected failure (a data loader worker killed, a full disk, out of memory) must not
+        # cost the run: the weights and counters describe the last completed step, so save them.
+        # In a distributed run the other ranks may not reach the save collectives, so there the
+        # periodic checkpoints are what a --resume continues from.
+        if not env.is_distributed and last_saved != state.step:
+            with contextlib.suppress(Exception):
+                saver.save(state, reason="crash", step_file=True, best=False)
+        raise
 
     # -- the end: an interrupted run saves where it stopped; check that the ranks agree -------------
     if last_saved != state.step:
