@@ -1,0 +1,360 @@
+r"""Chunked and streaming synthesis with exact context, and the latent stream they share.
+
+Why context is needed
+---------------------
+One output group (``n_group`` samples) of the flow's inverse depends on the latent ``z`` and the
+conditioning within ``H = context_groups(model)`` groups on either side: each coupling's WaveNet
+sees ``context`` groups each way (non-causal dilated convolutions) and the steps compound
+(``model.receptive_field = n_group * (2 * H + 1)`` samples). The mel reaches back further: the
+upsampler smears frame ``f`` over samples ``[f * hop, f * hop + kernel)``, so sample ``n`` depends
+on frames ``(n - kernel) // hop + 1 .. n // hop`` and on no later frame.
+
+So audio for groups ``[a, b)`` can be computed from a *window* ``[a - L, b + R)`` of ``z`` and
+conditioning: if ``L, R >= H`` (or the window edge is an edge of the whole sequence, where the
+offline computation sees the same zero padding), the result equals the offline one up to float
+rounding. The window's edges are wrong (the convolutions pad with zeros where the real sequence
+continues), and that error creeps inwards by ``context`` groups per step, ``H`` in total.
+
+Offline, :func:`synthesize_chunked` cuts a long mel into chunks and decodes each in such a window,
+so memory is bounded by the chunk size, not the utterance length. :func:`decode_window` also shrinks
+the window as the steps run (each step uses up its own context), which saves about half of the
+context's compute.
+
+Streaming (overlap-add)
+-----------------------
+:class:`StreamingSynthesizer` turns mel chunks into audio as they arrive. After step ``k`` the mel
+received covers samples ``[0, A_k)``; audio up to ``P_k = A_k - R`` is final (``R``: the right
+context, i.e. the look-ahead). The step decodes the window ``[E_k - L, A_k)``, where ``E_k = P_(k-1)``
+is the end of what was already emitted, emits ``[E_k, P_k)`` and keeps the next ``O`` samples (the
+overlap) as a provisional tail; the next step cross-fades that tail into its own, better-informed
+estimate of the same samples::
+
+    step k window:    [-- L --|======= final k =======|~~ O ~~|---- R - O ----]
+                              E_k                     P_k                     A_k
+    step k+1 window:                         [-- L --|~~ O ~~|==== final k+1 ====|~~ O ~~|-- R - O --]
+                                                     P_k                         P_k+1               A_k+1
+    output:           ........|======= step k ========|\/\/\/|==== step k+1 ====|
+                                                      cross-fade: step k's tail weighted (1 - w),
+                                                      step k+1's audio weighted w, w: 0 -> 1 over O
+
+With ``L, R >= H`` both estimates of the overlap are exact and equal, so the cross-fade changes
+nothing and the stream equals the offline synthesis (to ~1e-6). A smaller ``R`` cuts latency (the
+stream lags the mel by ``R`` samples) at the price of approximate audio near each boundary, which
+the cross-fade smooths; a smaller ``L`` saves compute the same way. The state between steps is a
+:class:`StreamState`: the mel history still reachable by the next window, the latent groups still
+needed, and the stream positions.
+
+Latent stream
+-------------
+The noise is one latent sequence, drawn by :class:`LatentStream` in fixed blocks of
+``LATENT_BLOCK_GROUPS`` groups (``(1, n_group, block)`` per ``torch.randn`` call), so any prefix of
+the stream is the same however it is read. :class:`~waveflow.infer.vocoder.Vocoder` draws every
+latent this way: the same seed gives the same noise offline, chunked and streamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from waveflow.flows import squeeze, unsqueeze
+from waveflow.model import WaveGlow
+
+LATENT_BLOCK_GROUPS = 4096
+
+
+def context_groups(model: WaveGlow) -> int:
+    """``H``: groups each side of an output group whose latent/conditioning it depends on."""
+    return sum(step.coupling.conditioner.context for step in model.flow.steps)
+
+
+def context_samples(model: WaveGlow) -> int:
+    """``H * n_group``: audio samples of context needed on each side for exact chunking."""
+    return context_groups(model) * model.n_group
+
+
+# -- the latent stream -------------------------------------------------------------------------------
+class LatentStream:
+    """One latent sequence ``z ~ N(0, sigma^2)``, ``(1, n_group, position)``, read front to back.
+
+    Blocks of ``block_groups`` groups are drawn with ``torch.randn((1, n_group, block_groups))`` from
+    ``generator`` (on the generator's device, else ``device``), scaled by ``sigma`` and handed out
+    in order; :meth:`read` returns the next groups. Reading 10 then 20 groups gives the same values
+    as reading 30 at once.
+    """
+
+    def __init__(
+        self,
+        n_group: int,
+        sigma: float = 0.6,
+        generator: torch.Generator | None = None,
+        *,
+        block_groups: int = LATENT_BLOCK_GROUPS,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        if not sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        if block_groups < 1:
+            raise ValueError(f"block_groups must be >= 1, got {block_groups}")
+        self.n_group = n_group
+        self.sigma = float(sigma)
+        self.generator = generator
+        self.block_groups = block_groups
+        self.device = torch.device(device) if device is not None else None
+        self.dtype = dtype
+        self.position = 0  # groups handed out so far
+        self._buffer: Tensor | None = None  # drawn but not yet handed out, (1, n_group, k)
+
+    def _draw_block(self) -> Tensor:
+        gen_device = self.generator.device if self.generator is not None else self.device
+        block = torch.randn(1, self.n_group, self.block_groups, generator=self.generator, device=gen_device)
+        return (block * self.sigma).to(device=self.device, dtype=self.dtype)
+
+    def read(self, num_groups: int) -> Tensor:
+        """The next ``num_groups`` groups: ``(1, n_group, num_groups)``."""
+        if num_groups < 0:
+            raise ValueError(f"num_groups must be >= 0, got {num_groups}")
+        parts, have = [], 0
+        if self._buffer is not None:
+            parts.append(self._buffer)
+            have = self._buffer.shape[2]
+        while have < num_groups:
+            block = self._draw_block()
+            parts.append(block)
+            have += block.shape[2]
+        if not parts:
+            return torch.empty(1, self.n_group, 0, device=self.device, dtype=self.dtype)
+        drawn = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]  # (1, g, have)
+        self._buffer = drawn[:, :, num_groups:] if have > num_groups else None
+        self.position += num_groups
+        return drawn[:, :, :num_groups]
+
+
+# -- windowed decoding -------------------------------------------------------------------------------
+def frames_for_samples(model: WaveGlow, start: int, stop: int, num_frames: int) -> tuple[int, int]:
+    """Mel frames ``[f0, f1)`` whose upsampled output covers samples ``[start, stop)`` exactly.
+
+    Frame ``f`` reaches samples ``[f * hop, f * hop + kernel)``; frames before ``f0`` end before
+    ``start`` and frames from ``f1`` on begin at or after ``stop``.
+    """
+    hop, kernel = model.hop_length, model.upsample.kernel_size
+    f0 = max(0, (start - kernel) // hop + 1)
+    f1 = min(num_frames, -(-stop // hop))  # ceil(stop / hop)
+    return f0, f1
+
+
+def decode_window(
+    model: WaveGlow,
+    mel: Tensor,
+    z: Tensor,
+    start: int,
+    mel_offset: int = 0,
+    keep: tuple[int, int] | None = None,
+) -> Tensor:
+    """Inverse flow over one window of groups ``[start, start + W)``; returns the audio of ``keep``.
+
+    ``z``: ``(B, n_group, W)``, the latent of the window. ``mel``: ``(B, n_mels, f)`` holding
+    absolute frames ``[mel_offset, mel_offset + f)``, which must include every frame that reaches
+    the window (see :func:`frames_for_samples`). ``keep``: absolute groups ``[a, b)`` inside the
+    window to return (default: all), as audio ``(B, (b - a) * n_group)``.
+
+    The window shrinks as the steps run: after inverting step ``k`` only the groups within
+    ``sum(context of steps < k)`` of ``keep`` can still matter, so the rest is cut off. Groups of
+    ``keep`` closer than :func:`context_groups` to a window edge that is not an edge of the whole
+    sequence are approximate (see the module docstring).
+    """
+    g, hop = model.n_group, model.hop_length
+    width = z.shape[2]
+    keep_lo, keep_hi = (0, width) if keep is None else (keep[0] - start, keep[1] - start)
+    if not 0 <= keep_lo < keep_hi <= width:
+        raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
+    first_sample = start * g - mel_offset * hop  # window start relative to the mel slice's first sample
+    upsampled = model.upsample.conv(mel)  # (B, n_mels, hop * (f - 1) + kernel), sample 0 = mel_offset * hop
+    if first_sample < 0 or first_sample + width * g > upsampled.shape[2]:
+        raise ValueError(
+            f"mel frames [{mel_offset}, {mel_offset + mel.shape[2]}) do not cover samples "
+            f"[{start * g}, {(start + width) * g})"
+        )
+    cond = squeeze(upsampled[:, :, first_sample : first_sample + width * g], g)  # (B, n_mels * g, W)
+    del upsampled
+
+    # MultiScaleFlow.inverse, step by step, trimming x (window groups [lo, hi)) as context is used up.
+    flow = model.flow
+    blocks, x = flow.split_latent(z)
+    contexts = [step.coupling.conditioner.context for step in flow.steps]
+    lo, hi = 0, width
+    for k in range(len(flow.steps) - 1, -1, -1):
+        x, _ = flow.steps[k].inverse(x, cond[:, :, lo:hi])
+        needed = sum(contexts[:k])
+        new_lo, new_hi = max(lo, keep_lo - needed), min(hi, keep_hi + needed)
+        x = x[:, :, new_lo - lo : new_hi - lo]
+        lo, hi = new_lo, new_hi
+        if k in blocks:
+            x = torch.cat([blocks[k][:, :, lo:hi], x], dim=1)  # the block emitted before step k
+    return unsqueeze(x, g)  # (B, (keep_hi - keep_lo) * g)
+
+
+def synthesize_chunked(model: WaveGlow, mel: Tensor, z: Tensor, chunk_groups: int) -> Tensor:
+    """Offline synthesis in windows of at most ``chunk_groups + 2 * H`` groups (bounded memory).
+
+    ``mel`` ``(B, n_mels, F)``, ``z`` ``(B, n_group, F * hop / n_group)`` -> audio ``(B, F * hop)``,
+    equal to ``model.decode(z, mel)`` up to float rounding. With ``chunk_groups >= F * hop / n_group``
+    it is a single window, i.e. ``model.decode``.
+    """
+    if chunk_groups < 1:
+        raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
+    g = model.n_group
+    num_frames, num_groups = mel.shape[2], z.shape[2]
+    if num_groups * g != num_frames * model.hop_length:
+        raise ValueError(
+            f"z has {num_groups} groups but {num_frames} frames need {num_frames * model.hop_length // g}"
+        )
+    if num_groups <= chunk_groups:
+        return decode_window(model, mel, z, 0)
+    context = context_groups(model)
+    audio = torch.empty(mel.shape[0], num_groups * g, device=z.device, dtype=z.dtype)
+    for a in range(0, num_groups, chunk_groups):
+        b = min(num_groups, a + chunk_groups)
+        w0, w1 = max(0, a - context), min(num_groups, b + context)
+        f0, f1 = frames_for_samples(model, w0 * g, w1 * g, num_frames)
+        audio[:, a * g : b * g] = decode_window(model, mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0, keep=(a, b))
+    return audio
+
+
+# -- streaming -----------------------------------------------------------------------------------------
+@dataclass
+class StreamState:
+    """Everything a stream carries from one step to the next (positions are absolute).
+
+    ``mel``: ``(1, n_mels, k)``, the received frames from ``mel_start`` on that a future window can
+    still reach; ``frames_received``: frames received in total. ``z``: ``(1, n_group, m)``, the
+    stream's latent groups ``[z_start, z_start + m)``, read in order from ``latent``.
+    ``emitted``: groups of final audio handed out. ``tail``: ``(O * n_group,)`` provisional audio
+    just after ``emitted``, to be cross-faded with the next step's estimate (``None`` before the
+    first step or without overlap). ``finished``: :meth:`StreamingSynthesizer.flush` was called.
+    """
+
+    latent: LatentStream
+    mel: Tensor | None = None
+    mel_start: int = 0
+    frames_received: int = 0
+    z: Tensor | None = None
+    z_start: int = 0
+    emitted: int = 0
+    tail: Tensor | None = None
+    finished: bool = False
+
+
+class StreamingSynthesizer:
+    """Mel chunks in, audio chunks out, with explicit :class:`StreamState` (see the module docstring).
+
+    Args:
+        model: the flow (eval mode).
+        latent: where the noise comes from; its groups are consumed in order.
+        left_context, right_context: context in samples each side of the emitted audio (rounded up
+            to whole groups). ``None``: :func:`context_samples`, which makes the stream exact. The
+            stream lags the mel by ``right_context`` samples.
+        overlap: cross-fade length in samples (rounded up to whole groups), at most
+            ``right_context``. ``None``: 0 when ``right_context`` is exact (nothing to smooth),
+            otherwise ``min(hop_length, right_context)``.
+    """
+
+    def __init__(
+        self,
+        model: WaveGlow,
+        latent: LatentStream,
+        *,
+        left_context: int | None = None,
+        right_context: int | None = None,
+        overlap: int | None = None,
+    ):
+        self.model = model
+        g = model.n_group
+        exact = context_groups(model)
+        for name, value in (
+            ("left_context", left_context),
+            ("right_context", right_context),
+            ("overlap", overlap),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative number of samples, got {value!r}")
+        if latent.n_group != g:
+            raise ValueError(f"the latent stream has n_group={latent.n_group}, the model {g}")
+        self.left = exact if left_context is None else -(-left_context // g)
+        self.right = exact if right_context is None else -(-right_context // g)
+        if overlap is None:
+            overlap_groups = 0 if self.right >= exact else min(-(-model.hop_length // g), self.right)
+        else:
+            overlap_groups = -(-overlap // g)
+        if overlap_groups > self.right:
+            raise ValueError(
+                f"overlap ({overlap_groups * g} samples) cannot exceed the right context ({self.right * g} samples)"
+            )
+        self.overlap = overlap_groups
+        self.state = StreamState(latent=latent)
+
+    @property
+    def latency_samples(self) -> int:
+        """Samples the audio lags behind the received mel (the right context)."""
+        return self.right * self.model.n_group
+
+    def push(self, mel: Tensor) -> Tensor:
+        """Add ``mel`` ``(1, n_mels, n)`` and return the audio that became final, ``(samples,)`` (maybe empty)."""
+        st = self.state
+        if st.finished:
+            raise ValueError("the stream is finished; start a new one")
+        st.mel = mel if st.mel is None else torch.cat([st.mel, mel], dim=2)  # (1, n_mels, k + n)
+        st.frames_received += mel.shape[2]
+        available = st.frames_received * self.model.hop_length // self.model.n_group
+        boundary = available - self.right
+        if boundary - st.emitted < max(1, self.overlap):
+            return self._empty()
+        return self._step(boundary, available)
+
+    def flush(self) -> Tensor:
+        """End of the mel: return the rest of the audio, ``(samples,)``."""
+        st = self.state
+        if st.finished:
+            raise ValueError("the stream is already finished")
+        st.finished = True
+        available = st.frames_received * self.model.hop_length // self.model.n_group
+        if available == st.emitted:
+            return self._empty()
+        return self._step(available, available)
+
+    def _empty(self) -> Tensor:
+        reference = self.state.mel
+        return torch.empty(0, device=None if reference is None else reference.device)
+
+    def _step(self, boundary: int, available: int) -> Tensor:
+        st, model, g = self.state, self.model, self.model.n_group
+        w0 = max(0, st.emitted - self.left)
+        # The latent must cover [w0, available): read what is missing, forget what lies before w0.
+        if st.z is None:
+            st.z, st.z_start = st.latent.read(available), 0
+        elif st.z_start + st.z.shape[2] < available:
+            missing = available - st.z_start - st.z.shape[2]
+            st.z = torch.cat([st.z, st.latent.read(missing)], dim=2)  # (1, g, m + missing)
+        f0, f1 = frames_for_samples(model, w0 * g, available * g, st.frames_received)
+        mel = st.mel[:, :, f0 - st.mel_start : f1 - st.mel_start]
+        z = st.z[:, :, w0 - st.z_start : available - st.z_start].to(mel.device, mel.dtype)
+        end_of_tail = boundary + self.overlap if not st.finished else boundary
+        # Audio of [emitted, end_of_tail): the final part, then the provisional tail.
+        window = decode_window(model, mel, z, w0, f0, keep=(st.emitted, end_of_tail))[0]
+        new = window[: (boundary - st.emitted) * g]
+        if st.tail is not None:
+            o = st.tail.shape[0]
+            fade_in = torch.linspace(0.0, 1.0, o + 2, device=new.device, dtype=new.dtype)[1:-1]  # (o,)
+            new = torch.cat([st.tail * (1 - fade_in) + new[:o] * fade_in, new[o:]])
+        st.tail = window[(boundary - st.emitted) * g :] if end_of_tail > boundary else None
+        st.emitted = boundary
+
+        # Drop history no later window can reach (windows only move forward).
+        next_w0 = max(0, st.emitted - self.left)
+        keep_from = frames_for_samples(model, next_w0 * g, next_w0 * g + 1, st.frames_received)[0]
+        st.mel, st.mel_start = st.mel[:, :, keep_from - st.mel_start :], keep_from
+        st.z, st.z_start = st.z[:, :, next_w0 - st.z_start :], next_w0
+        return new

@@ -1,0 +1,594 @@
+"""The public Python API: a trained vocoder as one object that knows its own mel convention.
+
+::
+
+    from waveflow import Vocoder
+
+    vocoder = Vocoder.from_checkpoint("waveflow.pt", device="cuda", precision="fp16")
+    audio, audio_lengths = vocoder(mel, mel_lengths)        # torchaudio style, (B, T * hop)
+    waveforms = vocoder.decode_batch(mel, mel_lens)          # SpeechBrain style, (B, 1, T * hop)
+    for chunk in vocoder.stream(mel_chunks): ...             # streaming, bounded latency
+    mel = vocoder.mel(audio, sample_rate)                    # the checkpoint's own front end
+
+Conventions shared by every entry point:
+
+* **Lengths.** ``F`` mel frames give exactly ``F * hop_length`` samples. In a padded batch, item
+  ``i`` uses frames ``[0, lengths[i])`` and its audio past ``lengths[i] * hop_length`` is exactly 0.
+* **Batch consistency.** The flow is non-causal: noise or mel padding after an item's end would
+  reach its last ``receptive_field / 2`` samples. So items are never synthesized on padding: items
+  of equal length run together as one batch, each length group separately, and a padded batch gives
+  the same audio as item-by-item calls (to float rounding).
+* **Noise.** ``z ~ N(0, sigma^2)`` is drawn per item, in batch order, from
+  :class:`~waveflow.infer.streaming.LatentStream` (fixed blocks of ``LATENT_BLOCK_GROUPS`` groups from
+  ``generator``). Batched calls, one-by-one calls, chunked long mels and :meth:`Vocoder.stream` all
+  read the same noise from the same seed. (``WaveGlow.sample_latent`` keeps NVIDIA's draw order for
+  bit-exact NVIDIA parity; pass its output as ``z`` to get that.)
+* **Long mels** are synthesized in windows of ``chunk_frames`` frames plus the exact receptive-field
+  context on each side (:func:`~waveflow.infer.streaming.synthesize_chunked`): memory stays bounded
+  and the audio equals the one-shot result.
+* **Precision.** ``fp32`` everywhere; ``bf16`` on CUDA or CPU (on most CPUs slower than fp32, useful
+  to halve memory); ``fp16`` on CUDA only. Weights are cast; audio is always returned as float32.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from waveflow.audio.features import MelSpectrogram
+from waveflow.config import MelConfig, VocoderConfig
+from waveflow.infer import mel_guard
+from waveflow.infer.denoiser import Denoiser
+from waveflow.infer.export import folded_copy
+from waveflow.infer.streaming import (
+    LatentStream,
+    StreamingSynthesizer,
+    context_samples,
+    synthesize_chunked,
+)
+from waveflow.model import WaveGlow
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_CHUNK_FRAMES = 384
+
+ArrayLike = Tensor | np.ndarray
+
+
+def _parse_device(device: torch.device | str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use device='cpu')")
+    return dev
+
+
+def _check_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError(
+            "precision 'fp16' needs a CUDA device; on the CPU use 'fp32' (or 'bf16' to halve memory)"
+        )
+    return PRECISIONS[precision]
+
+
+def _to_tensor(value: Any, name: str) -> Tensor:
+    """numpy or torch floating-point data -> a tensor (numpy float16/32 -> float32, wider -> float64)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind != "f":
+            raise ValueError(
+                f"{name} must hold floating-point values, got a numpy array of {value.dtype}"
+                + (" (integer data: convert to float first)" if value.dtype.kind in "iu" else "")
+            )
+        # asarray also fixes a non-native byte order, which torch.from_numpy refuses.
+        return torch.from_numpy(
+            np.asarray(value, dtype=np.float32 if value.dtype.itemsize <= 4 else np.float64)
+        )
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        return value.detach()
+    raise ValueError(f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first frame outside ``waveflow.infer`` and torch.
+
+    The call path (nn.Module.__call__, no_grad wrappers, generators) varies, so it is counted.
+    """
+    internal = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
+    frame, level = sys._getframe(1), 1  # the frame that calls warnings.warn
+    while frame is not None and frame.f_code.co_filename.startswith(internal):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _check_number(name: str, value: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class Vocoder(nn.Module):
+    """A WaveGlow-style vocoder with its mel convention, ready for synthesis.
+
+    Build it with :meth:`from_checkpoint` or :meth:`from_model`. ``model`` is in eval mode with
+    weight norm folded; ``mel_config`` is the convention it was trained on. The constructor takes
+    ownership of ``model`` (it is folded and cast in place).
+
+    Args:
+        model: the flow.
+        mel_config: its mel convention (``n_mels`` and ``hop_length`` must match the model).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see the module docstring).
+        chunk_frames: long mels are synthesized in windows of this many frames (plus context).
+    """
+
+    denoiser: Denoiser | None
+
+    def __init__(
+        self,
+        model: WaveGlow,
+        mel_config: MelConfig,
+        *,
+        precision: str = "fp32",
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    ):
+        super().__init__()
+        if not isinstance(model, WaveGlow):
+            raise ValueError(f"model must be a waveflow WaveGlow, got {type(model).__name__}")
+        VocoderConfig(model=model.config, mel=mel_config).validate()
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
+        device = next(model.parameters()).device
+        dtype = _check_precision(precision, device)
+        self.model = model.eval().remove_weight_norm().to(dtype)
+        self.mel_config = mel_config
+        self.chunk_frames = chunk_frames
+        self.check_mel = True  # issue MelConventionWarning when a mel does not look like mel_config's
+        self.mel_spectrogram = MelSpectrogram.from_config(mel_config).to(device)
+        self.register_module("denoiser", None)
+
+    # -- construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        mel_config: MelConfig | None = None,
+    ) -> Vocoder:
+        """Load a waveflow or NVIDIA checkpoint (format detected; no code from the file is run).
+
+        ``mel_config`` only applies to NVIDIA files, which carry no mel settings (default: the
+        Tacotron2 convention). Unsafe pickles raise ``UnsafeCheckpointError`` (a ``ValueError``).
+        """
+        from waveflow.checkpoint import load_model
+
+        dev = _parse_device(device)
+        _check_precision(precision, dev)
+        model, config = load_model(path, map_location="cpu", fold_weight_norm=True, mel_config=mel_config)
+        return cls(model.to(dev), config.mel, precision=precision)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: WaveGlow,
+        mel_config: MelConfig,
+        *,
+        device: torch.device | str | None = None,
+        precision: str = "fp32",
+    ) -> Vocoder:
+        """Wrap a copy of ``model`` (the caller's model, e.g. one being trained, is left untouched).
+
+        ``device``: where the vocoder lives (default: ``model``'s device).
+        """
+        if not isinstance(model, WaveGlow):
+            raise ValueError(f"model must be a waveflow WaveGlow, got {type(model).__name__}")
+        clone = folded_copy(model)
+        if device is not None:
+            clone = clone.to(_parse_device(device))
+        return cls(clone, mel_config, precision=precision)
+
+    def train(self, mode: bool = True) -> Vocoder:
+        if mode:
+            raise ValueError("a Vocoder is for inference only; train the WaveGlow model itself")
+        return super().train(False)
+
+    # -- properties ---------------------------------------------------------------------------------
+    @property
+    def config(self) -> VocoderConfig:
+        return VocoderConfig(model=self.model.config, mel=self.mel_config)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.model.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        return self.model.n_mels
+
+    @property
+    def n_group(self) -> int:
+        return self.model.n_group
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples of latent one output sample depends on (see ``WaveGlow.receptive_field``)."""
+        return self.model.receptive_field
+
+    @property
+    def context_samples(self) -> int:
+        """Samples of context each side that make chunked/streamed synthesis exact."""
+        return context_samples(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def precision(self) -> str:
+        return {v: k for k, v in PRECISIONS.items()}[self.dtype]
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate}, hop_length={self.hop_length}, n_mels={self.n_mels}, "
+            f"receptive_field={self.receptive_field}, precision={self.precision}"
+        )
+
+    # -- input checks ---------------------------------------------------------------------------------
+    def _compute_dtype(self) -> torch.dtype:
+        dtype = self.dtype
+        if dtype == torch.float16 and self.device.type == "cpu":
+            raise ValueError(
+                "fp16 weights on the CPU: move the vocoder to CUDA or build it with precision='fp32'"
+            )
+        return dtype
+
+    def _prepare_mel(self, mel: Any) -> Tensor:
+        """``(n_mels, T)`` or ``(B, n_mels, T)`` -> checked ``(B, n_mels, T)`` on the device, model dtype."""
+        mel_t = _to_tensor(mel, "mel")
+        if mel_t.dim() not in (2, 3):
+            raise ValueError(
+                f"mel must be 2-D (n_mels, frames) or 3-D (B, n_mels, frames), got shape {tuple(mel_t.shape)}"
+            )
+        if mel_t.shape[-2] != self.n_mels:
+            raise ValueError(mel_guard.describe_n_mels_mismatch(tuple(mel_t.shape), self.mel_config))
+        if mel_t.dim() == 2:
+            mel_t = mel_t.unsqueeze(0)  # (n_mels, T) -> (1, n_mels, T)
+        if mel_t.shape[0] == 0 or mel_t.shape[2] == 0:
+            raise ValueError(f"mel has shape {tuple(mel_t.shape)}: no items or no frames")
+        return mel_t.to(device=self.device, dtype=self._compute_dtype())
+
+    @staticmethod
+    def _prepare_lengths(lengths: Any, batch_size: int, num_frames: int) -> list[int]:
+        if lengths is None:
+            return [num_frames] * batch_size
+        if isinstance(lengths, int) and not isinstance(lengths, bool):
+            lengths = [lengths]
+        values = torch.as_tensor(np.asarray(lengths.cpu() if isinstance(lengths, Tensor) else lengths))
+        if values.dim() != 1 or values.numel() != batch_size:
+            raise ValueError(
+                f"lengths must have one entry per item ({batch_size}), got shape {tuple(values.shape)}"
+            )
+        if values.is_floating_point():
+            if not bool(torch.isfinite(values).all()) or not bool((values == values.round()).all()):
+                raise ValueError(f"lengths must be whole numbers of frames, got {values.tolist()}")
+        elif values.dtype == torch.bool or values.is_complex():
+            raise ValueError(f"lengths must be integers, got {values.dtype}")
+        out = [int(v) for v in values.tolist()]
+        for i, n in enumerate(out):
+            if n < 1:
+                raise ValueError(f"lengths[{i}] = {n}: every item needs at least one frame")
+            if n > num_frames:
+                raise ValueError(f"lengths[{i}] = {n} exceeds the mel's {num_frames} frames")
+        return out
+
+    def _check_finite(self, mel: Tensor, lengths: Sequence[int]) -> None:
+        for i, n in enumerate(lengths):
+            bad = int((~torch.isfinite(mel[i, :, :n])).sum())
+            if bad:
+                raise ValueError(f"mel item {i} contains {bad} NaN/Inf value(s) within its {n} frames")
+
+    def _warn_convention(self, mel: Tensor) -> None:
+        """One MelConventionWarning if ``mel`` ``(n_mels, frames)`` does not look like ``mel_config``'s."""
+        messages = mel_guard.check_mel_statistics(mel, self.mel_config)
+        if messages:
+            warnings.warn(
+                "; ".join(messages), mel_guard.MelConventionWarning, stacklevel=_caller_stacklevel()
+            )
+
+    # -- noise --------------------------------------------------------------------------------------
+    def latent_stream(self, sigma: float = 0.6, generator: torch.Generator | None = None) -> LatentStream:
+        """The latent sequence every synthesis entry point draws from (see the module docstring)."""
+        return LatentStream(
+            self.n_group,
+            _check_number("sigma", sigma),
+            generator,
+            device=self.device,
+            dtype=self._compute_dtype(),
+        )
+
+    def _latents(
+        self, lengths: Sequence[int], sigma: float, generator: torch.Generator | None, z: Any, num_frames: int
+    ) -> list[Tensor]:
+        """One ``(1, n_group, length * hop / n_group)`` latent per item, in batch order."""
+        hop, g = self.hop_length, self.n_group
+        if z is None:
+            return [self.latent_stream(sigma, generator).read(n * hop // g) for n in lengths]
+        if generator is not None:
+            raise ValueError("pass either z or generator, not both")
+        z_t = _to_tensor(z, "z")
+        if z_t.dim() == 2:
+            z_t = z_t.unsqueeze(0)  # (g, G) -> (1, g, G)
+        expected = (len(lengths), g, num_frames * hop // g)
+        if tuple(z_t.shape) != expected:
+            raise ValueError(f"z must have shape {expected} for {num_frames} frames, got {tuple(z_t.shape)}")
+        if not bool(torch.isfinite(z_t).all()):
+            raise ValueError("z contains NaN or Inf")
+        z_t = z_t.to(device=self.device, dtype=self._compute_dtype())
+        return [z_t[i : i + 1, :, : n * hop // g] for i, n in enumerate(lengths)]
+
+    # -- synthesis --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def forward(
+        self,
+        mel: ArrayLike,
+        lengths: ArrayLike | Sequence[int] | int | None = None,
+        sigma: float = 0.6,
+        denoise: float = 0.0,
+        generator: torch.Generator | None = None,
+        z: ArrayLike | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Synthesize audio from ``mel``.
+
+        Args:
+            mel: ``(n_mels, frames)`` or ``(B, n_mels, frames)``, torch or numpy, in ``mel_config``'s
+                convention (a :class:`~waveflow.infer.mel_guard.MelConventionWarning` is issued when
+                its values look like another one).
+            lengths: valid frames per item ``(B,)``; ``None``: all frames.
+            sigma: standard deviation of the latent (0.6 is NVIDIA's default for synthesis).
+            denoise: strength of NVIDIA's bias-spectrum denoiser (0: off; 0.01-0.1 typical).
+            generator: source of the noise (see the module docstring); ``None``: torch's global RNG.
+            z: explicit latent ``(B, n_group, frames * hop / n_group)`` instead of drawing one
+                (``sigma`` is then ignored); item ``i`` uses its first ``lengths[i] * hop / n_group`` groups.
+
+        Returns:
+            ``(audio (B, frames * hop) float32, audio_lengths (B,) = lengths * hop)`` on ``device``;
+            samples past each item's length are 0.
+        """
+        mel_t = self._prepare_mel(mel)
+        batch_size, _, num_frames = mel_t.shape
+        item_lengths = self._prepare_lengths(lengths, batch_size, num_frames)
+        sigma = _check_number("sigma", sigma)
+        denoise = _check_number("denoise", denoise)
+        self._check_finite(mel_t, item_lengths)
+        latents = self._latents(item_lengths, sigma, generator, z, num_frames)
+        if self.check_mel:
+            self._warn_convention(torch.cat([mel_t[i, :, :n] for i, n in enumerate(item_lengths)], dim=1))
+
+        hop, g = self.hop_length, self.n_group
+        chunk_groups = self.chunk_frames * hop // g
+        by_length: dict[int, list[int]] = {}
+        for i, n in enumerate(item_lengths):
+            by_length.setdefault(n, []).append(i)
+        if list(by_length) == [num_frames]:
+            # Nothing is padded: one batch, no copies (this is the long-form path).
+            z_all = torch.cat(latents) if batch_size > 1 else latents[0]
+            audio = self._synthesize(mel_t, z_all, chunk_groups, denoise)
+        else:
+            audio = torch.zeros(batch_size, num_frames * hop, device=self.device, dtype=torch.float32)
+            for n, items in by_length.items():
+                index = torch.tensor(items, device=self.device)
+                z_group = torch.cat([latents[i] for i in items])  # (b, g, n * hop / g)
+                audio[index, : n * hop] = self._synthesize(
+                    mel_t[index, :, :n], z_group, chunk_groups, denoise
+                )
+        audio_lengths = torch.tensor(item_lengths, device=self.device, dtype=torch.int64) * hop
+        return audio, audio_lengths
+
+    def _synthesize(self, mel: Tensor, z: Tensor, chunk_groups: int, denoise: float) -> Tensor:
+        """Unpadded ``mel`` ``(b, n_mels, n)`` and ``z`` -> float32 audio ``(b, n * hop)``."""
+        audio = synthesize_chunked(self.model, mel, z, chunk_groups).float()
+        return self._get_denoiser()(audio, denoise) if denoise > 0 else audio
+
+    def decode_batch(
+        self, mel: ArrayLike, mel_lens: ArrayLike | Sequence[int] | None = None, hop_len: int | None = None
+    ) -> Tensor:
+        """SpeechBrain's vocoder call: ``mel (B, n_mels, T)`` -> ``waveforms (B, 1, T * hop)``.
+
+        ``mel_lens`` are frame counts; audio past ``mel_lens * hop`` is 0 (with or without ``hop_len``,
+        which, if given, must equal this vocoder's hop length).
+        """
+        if hop_len is not None and hop_len != self.hop_length:
+            raise ValueError(f"hop_len={hop_len} but this vocoder's hop_length is {self.hop_length}")
+        audio, _ = self(mel, mel_lens)
+        return audio.unsqueeze(1)  # (B, T) -> (B, 1, T)
+
+    def _get_denoiser(self) -> Denoiser:
+        if self.denoiser is None:
+            cfg = self.mel_config
+            self.denoiser = Denoiser(
+                self.model, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length
+            )
+        return self.denoiser
+
+    def stream(
+        self,
+        mel_chunks: Iterable[ArrayLike],
+        sigma: float = 0.6,
+        generator: torch.Generator | None = None,
+        *,
+        latent: LatentStream | None = None,
+        left_context: int | None = None,
+        right_context: int | None = None,
+        overlap: int | None = None,
+    ) -> Iterator[Tensor]:
+        """Yield audio ``(samples,)`` float32 as mel chunks ``(n_mels, n)`` / ``(1, n_mels, n)`` arrive.
+
+        With the default contexts (:attr:`context_samples` each side) the concatenated chunks equal
+        ``self(full_mel, generator=<same seed>)`` up to float rounding; the audio then lags the mel
+        by ``context_samples`` samples. ``right_context`` trades exactness for latency and
+        ``overlap`` sets the cross-fade (see :mod:`waveflow.infer.streaming`). ``latent`` replaces
+        ``sigma``/``generator`` with an explicit latent stream. Denoising is not available here.
+        """
+        if latent is None:
+            latent = self.latent_stream(sigma, generator)
+        elif generator is not None:
+            raise ValueError("pass either latent or generator, not both")
+        synthesizer = StreamingSynthesizer(
+            self.model, latent, left_context=left_context, right_context=right_context, overlap=overlap
+        )
+        return self._stream(mel_chunks, synthesizer)
+
+    def _stream(self, mel_chunks: Iterable[ArrayLike], synthesizer: StreamingSynthesizer) -> Iterator[Tensor]:
+        # The convention check runs once, on the first MIN_FRAMES_FOR_RANGE frames (or all, if fewer):
+        # single small chunks say too little about the convention.
+        pending: list[Tensor] | None = [] if self.check_mel else None  # frames awaiting the check
+        for k, chunk in enumerate(mel_chunks):
+            mel_t = self._prepare_mel(chunk)
+            if mel_t.shape[0] != 1:
+                raise ValueError(
+                    f"mel chunk {k} has batch size {mel_t.shape[0]}; a stream carries one utterance"
+                )
+            self._check_finite(mel_t, [mel_t.shape[2]])
+            if pending is not None:
+                pending.append(mel_t[0])
+                if sum(m.shape[1] for m in pending) >= mel_guard.MIN_FRAMES_FOR_RANGE:
+                    self._warn_convention(torch.cat(pending, dim=1))
+                    pending = None
+            # Grad mode is thread-local: keep no_grad around the computation only, not across the
+            # yield, where it would leak into the consumer's code.
+            with torch.no_grad():
+                audio = synthesizer.push(mel_t)
+            if audio.numel():
+                yield audio.float()
+        if pending:
+            self._warn_convention(torch.cat(pending, dim=1))
+        with torch.no_grad():
+            audio = synthesizer.flush()
+        if audio.numel():
+            yield audio.float()
+
+    # -- analysis -----------------------------------------------------------------------------------
+    def _prepare_audio(self, audio: Any, sample_rate: int) -> Tensor:
+        """``(T,)`` or ``(B, T)`` float audio at ``sample_rate`` -> float32 at :attr:`sample_rate` (CPU)."""
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, np.integer))
+            or sample_rate <= 0
+        ):
+            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        audio_t = _to_tensor(audio, "audio").to("cpu", torch.float32)
+        if audio_t.dim() not in (1, 2) or audio_t.shape[-1] == 0:
+            raise ValueError(f"audio must be (T,) or (B, T) with T > 0, got shape {tuple(audio_t.shape)}")
+        if not bool(torch.isfinite(audio_t).all()):
+            raise ValueError("audio contains NaN or Inf")
+        if sample_rate != self.sample_rate:
+            import soxr  # imported here: only resampling needs it
+
+            array = audio_t.numpy().T  # (T,) or (T, B): soxr wants time first
+            resampled = soxr.resample(
+                np.ascontiguousarray(array), int(sample_rate), self.sample_rate, quality="HQ"
+            )
+            audio_t = torch.from_numpy(np.ascontiguousarray(resampled.T, dtype=np.float32))
+        return audio_t
+
+    @torch.no_grad()
+    def mel(self, audio: ArrayLike, sample_rate: int) -> Tensor:
+        """The checkpoint's own front end: audio ``(T,)`` or ``(B, T)`` at ``sample_rate`` (resampled to
+        :attr:`sample_rate` if needed) -> float32 mel ``(n_mels, frames)`` or ``(B, n_mels, frames)``."""
+        audio_t = self._prepare_audio(audio, sample_rate)
+        return self.mel_spectrogram(audio_t.to(self.device))
+
+    @torch.no_grad()
+    def encode(self, audio: ArrayLike, mel: ArrayLike) -> Tensor:
+        """Audio ``(T,)``/``(B, T)`` -> latent ``z`` ``(n_group, T / n_group)``/``(B, ...)``; inverse of :meth:`decode`.
+
+        ``T`` must be a multiple of ``n_group`` that ``mel`` covers (at most ``(F - 1) * hop + kernel``).
+        """
+        audio_t = _to_tensor(audio, "audio")
+        unbatched = audio_t.dim() == 1
+        audio_t = audio_t.unsqueeze(0) if unbatched else audio_t  # (T,) -> (1, T)
+        mel_t = self._prepare_mel(mel)
+        z = self.model.encode(audio_t.to(self.device, mel_t.dtype), mel_t)
+        return z[0] if unbatched else z
+
+    @torch.no_grad()
+    def decode(self, z: ArrayLike, mel: ArrayLike) -> Tensor:
+        """Latent ``(n_group, G)``/``(B, n_group, G)`` -> audio ``(G * n_group,)``/``(B, ...)``, exactly
+        inverting :meth:`encode` (chunked, with bounded memory, when ``G * n_group = F * hop``)."""
+        z_t = _to_tensor(z, "z")
+        unbatched = z_t.dim() == 2
+        z_t = z_t.unsqueeze(0) if unbatched else z_t  # (g, G) -> (1, g, G)
+        mel_t = self._prepare_mel(mel)
+        z_t = z_t.to(self.device, mel_t.dtype)
+        if (
+            z_t.dim() == 3
+            and z_t.shape[1] == self.n_group
+            and z_t.shape[2] * self.n_group == mel_t.shape[2] * self.hop_length
+        ):
+            if z_t.shape[0] != mel_t.shape[0]:
+                raise ValueError(f"batch sizes differ: z {z_t.shape[0]}, mel {mel_t.shape[0]}")
+            chunk_groups = self.chunk_frames * self.hop_length // self.n_group
+            audio = synthesize_chunked(self.model, mel_t, z_t, chunk_groups)
+        else:
+            audio = self.model.decode(z_t, mel_t)
+        return audio[0] if unbatched else audio
+
+    @torch.no_grad()
+    def score(self, audio: ArrayLike, sample_rate: int, *, sigma: float = 1.0) -> dict[str, float | int]:
+        """Exact negative log-likelihood of one clip ``(T,)`` under the model, given its own mel.
+
+        The audio is resampled to :attr:`sample_rate` if needed, its mel computed with :meth:`mel`,
+        and the clip cut to a multiple of ``n_group`` the mel covers. ``sigma`` is the prior's
+        standard deviation used in training (1.0 by default, as NVIDIA's). Returns
+        ``{"nats_per_sample", "bits_per_sample", "num_samples", "sample_rate", "sigma"}``.
+        """
+        sigma = _check_number("sigma", sigma)
+        if sigma == 0:
+            raise ValueError("sigma must be positive to score audio")
+        audio_t = self._prepare_audio(audio, sample_rate)
+        if audio_t.dim() == 2:
+            if audio_t.shape[0] != 1:
+                raise ValueError(f"score takes one clip (T,), got shape {tuple(audio_t.shape)}")
+            audio_t = audio_t[0]
+        mel = self.mel_spectrogram(audio_t.to(self.device))  # (n_mels, F)
+        covered = (mel.shape[1] - 1) * self.hop_length + self.model.upsample.kernel_size
+        num_samples = min(audio_t.shape[0], covered) // self.n_group * self.n_group
+        if num_samples == 0:
+            raise ValueError(f"audio of {audio_t.shape[0]} samples is too short to score")
+        dtype = self._compute_dtype()
+        clip = audio_t[:num_samples].to(self.device, dtype).unsqueeze(0)  # (1, T')
+        nats = float(self.model.nll(clip, mel.unsqueeze(0).to(dtype), sigma)[0])
+        return {
+            "nats_per_sample": nats,
+            "bits_per_sample": nats / math.log(2.0),
+            "num_samples": int(num_samples),
+            "sample_rate": self.sample_rate,
+            "sigma": sigma,
+        }
