@@ -21,6 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "waveflow"
 
 LAYERS = [
     ("config", 0),
+    ("fileio", 0),
     ("presets", 0),
     ("flows", 0),
     ("nn", 0),

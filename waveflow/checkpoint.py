@@ -21,9 +21,7 @@ over the target; an interrupted write leaves any previous file untouched.
 
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from torch import Tensor
 
 from waveflow import __version__
 from waveflow.config import MelConfig, VocoderConfig
+from waveflow.fileio import atomic_write
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
 
@@ -84,16 +83,6 @@ def _check_weights_only(value: Any, where: str) -> None:
     )
 
 
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
     path = Path(path)
@@ -102,19 +91,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         raise FileNotFoundError(f"directory does not exist: {parent} (for checkpoint {path})")
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint path is a directory: {path}")
-    tmp = parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    # os.open with mode 0o666 lets the umask decide permissions, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(parent)
+    atomic_write(path, lambda handle: torch.save(obj, handle))
     return path
 
 

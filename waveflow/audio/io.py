@@ -13,15 +13,15 @@ rounding avoid both and differ from NVIDIA's files by at most one step inside th
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 import torch
+
+from waveflow.fileio import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 _PCM16_SCALE = 32768.0  # int16 full scale; reading 16-bit PCM divides by the same number
@@ -126,35 +126,8 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray | torch.Tensor, sa
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {path.parent}")
     pcm, num_clipped = _pcm16(_as_mono_array(audio))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # mkstemp creates the file readable by its owner only; give it an ordinary file's mode.
-            os.chmod(tmp_name, 0o644)
-            sf.write(handle, pcm, int(sample_rate), subtype="PCM_16", format="WAV")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_folder(path.parent)
+    atomic_write(path, lambda handle: sf.write(handle, pcm, int(sample_rate), subtype="PCM_16", format="WAV"))
     return num_clipped
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable; folders cannot be opened this way on every platform (e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def list_audio_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -13,21 +13,20 @@ False``, ``torch.load(weights_only=True)``) and must hold ``(n_mels, frames)`` o
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pickle
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from waveflow.cli import CLIError
+from waveflow.fileio import atomic_write, atomic_write_text  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     from waveflow.infer.vocoder import Vocoder
@@ -189,33 +188,6 @@ def load_mel_file(path: str | os.PathLike[str], n_mels: int, *, time_first: bool
 
 
 # -- writing ---------------------------------------------------------------------------------------------
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(handle)`` on a temporary file next to ``path``, fsync it and rename it over ``path``.
-
-    An exception (or a crash) leaves no partial file at ``path``.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.chmod(tmp_name, 0o644)  # mkstemp makes owner-only files; give an ordinary file's mode
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
 def make_output_dir(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():

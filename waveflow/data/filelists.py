@@ -13,11 +13,11 @@ absolute paths, atomically.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from waveflow.fileio import atomic_write_text
 
 
 def read_filelist(path: str | os.PathLike[str]) -> list[Path]:
@@ -69,17 +69,4 @@ def write_filelist(path: str | os.PathLike[str], files: Iterable[str | os.PathLi
         if "\n" in text or "\r" in text or "|" in text:
             raise ValueError(f"cannot write {text!r} to a file list: paths may not contain newlines or '|'")
         lines.append(text + "\n")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.chmod(tmp_name, 0o644)
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    atomic_write_text(path, "".join(lines))

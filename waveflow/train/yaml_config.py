@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import yaml
 
 from waveflow.config import ConfigBase, ExperimentConfig
+from waveflow.fileio import atomic_write_text
 
 _PATH_FIELDS = ("training_files", "validation_files")
 
@@ -169,15 +169,4 @@ def config_to_yaml(config: ExperimentConfig) -> str:
 
 def write_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> Path:
     """Write :func:`config_to_yaml` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(config_to_yaml(config))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, config_to_yaml(config))
