@@ -34,9 +34,13 @@ class _Coupling(Flow):
             raise ValueError(
                 f"{type(self).__name__} expects (B, {self.num_channels}, T), got {tuple(x.shape)}"
             )
+        # torch.split, not two slices: the backward of a slice zero-fills a tensor of the input's
+        # size for each slice; split's backward is one concatenation.
         if self.swap:
-            return x[:, self.n_b :], x[:, : self.n_b]
-        return x[:, : self.n_a], x[:, self.n_a :]
+            x_b, x_a = x.split([self.n_b, self.n_a], dim=1)
+            return x_a, x_b
+        x_a, x_b = x.split([self.n_a, self.n_b], dim=1)
+        return x_a, x_b
 
     def merge(self, x_a: Tensor, x_b: Tensor) -> Tensor:
         return torch.cat([x_b, x_a] if self.swap else [x_a, x_b], dim=1)
@@ -67,7 +71,7 @@ class AffineCoupling(_Coupling):
         out = self.conditioner(x_a, cond)
         if out.shape[1] != 2 * self.n_b:
             raise ValueError(f"conditioner returned {out.shape[1]} channels, expected {2 * self.n_b}")
-        shift, log_s = out[:, : self.n_b], out[:, self.n_b :]
+        shift, log_s = out.split(self.n_b, dim=1)
         if self.log_scale_clamp is not None:
             log_s = self.log_scale_clamp * torch.tanh(log_s / self.log_scale_clamp)
         return shift, log_s

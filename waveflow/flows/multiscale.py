@@ -80,8 +80,8 @@ class MultiScaleFlow(Flow):
         emitted = []
         for step, e in zip(self.steps, self.schedule.emit):
             if e:
-                emitted.append(x[:, :e])
-                x = x[:, e:]
+                early, x = x.split([e, x.shape[1] - e], dim=1)
+                emitted.append(early)
             x, ld = step(x, cond)
             logdet = logdet + ld
         return torch.cat(emitted + [x], dim=1), logdet

@@ -26,7 +26,8 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 def gated_activation(a: Tensor, n_channels: int) -> Tensor:
     """WaveNet's gate: ``tanh(a[:, :C]) * sigmoid(a[:, C:])``."""
-    return torch.tanh(a[:, :n_channels]) * torch.sigmoid(a[:, n_channels:])
+    t, s = a.split(n_channels, dim=1)
+    return torch.tanh(t) * torch.sigmoid(s)
 
 
 class WaveNet(nn.Module):
@@ -103,14 +104,17 @@ class WaveNet(nn.Module):
             )
         c = self.n_channels
         h = self.start(x)
-        cond_all = self.cond_layer(cond)  # (B, 2*C*L, T), one GEMM for every layer
+        # One GEMM conditions every layer. Views are taken with split, not slicing: in the backward,
+        # each slice of a tensor zero-fills a gradient of the whole tensor (a quarter of a training
+        # step for NVIDIA's model on a CPU), while split's backward is a single concatenation.
+        conds = self.cond_layer(cond).split(2 * c, dim=1)  # L x (B, 2C, T)
         skip = None
         for i, (in_layer, res_skip_layer) in enumerate(zip(self.in_layers, self.res_skip_layers)):
-            a = in_layer(h) + cond_all[:, 2 * c * i : 2 * c * (i + 1)]
+            a = in_layer(h) + conds[i]
             r = res_skip_layer(gated_activation(a, c))
             if i < self.n_layers - 1:
-                h = h + r[:, :c]
-                s = r[:, c:]
+                res, s = r.split(c, dim=1)
+                h = h + res
             else:
                 s = r
             skip = s if skip is None else skip + s
