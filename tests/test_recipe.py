@@ -32,6 +32,7 @@ def _run(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.Complete
     [
         ("waveglow", presets.waveglow_ljspeech()),
         ("small", presets.waveglow_small()),
+        ("fast", presets.waveglow_fast()),
         ("debug", presets.waveglow_tiny()),
     ],
 )
