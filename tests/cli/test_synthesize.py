@@ -267,3 +267,18 @@ def test_mel_convention_notes_once_per_file(checkpoint, tmp_path, capsys):
     assert sorted(line.split(":")[1].strip().rsplit("/", 1)[-1] for line in notes) == [
         f"log10_{i}.npy" for i in range(3)
     ]
+
+
+def test_engines_write_the_same_audio(checkpoint, tmp_path, capsys):
+    np.save(tmp_path / "m.npy", speech_mel(4000))
+    written = {}
+    for engine in ("auto", "fast", "plain"):
+        argv = ["synthesize", str(checkpoint), str(tmp_path / "m.npy"), "-o", str(tmp_path / engine)]
+        assert cli.main(argv + ["--seed", "3", "--engine", engine]) == 0
+        written[engine] = load_audio(tmp_path / engine / "m.wav")[0]
+    for engine in ("auto", "fast"):
+        assert np.abs(written[engine] - written["plain"]).max() <= 1 / 32768, engine
+    capsys.readouterr()
+    argv = ["synthesize", str(checkpoint), str(tmp_path / "m.npy"), "-o", str(tmp_path / "x")]
+    assert cli.main(argv + ["--engine", "fast", "--precision", "bf16"]) == 2
+    assert "engine='fast' runs on the CPU in fp32" in capsys.readouterr().err

@@ -20,7 +20,9 @@ from tests.flows.test_contract import randomize_
 from waveflow.audio.features import MelSpectrogram
 from waveflow.checkpoint import save_checkpoint
 from waveflow.config import MelConfig, ModelConfig, WaveNetConfig
+from waveflow.infer import vocoder as vocoder_module
 from waveflow.infer.denoiser import Denoiser
+from waveflow.infer.fast import FastWaveGlow
 from waveflow.infer.mel_guard import MelConventionWarning
 from waveflow.infer.streaming import LATENT_BLOCK_GROUPS
 from waveflow.infer.vocoder import Vocoder
@@ -212,6 +214,37 @@ def test_long_mel_is_chunked_with_the_same_result(model, items):
     a, _ = whole(batch, lengths, generator=seeded(7))
     b, _ = chunked(batch, lengths, generator=seeded(7))
     torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+# -- engines ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fold_limit", [0, 2**40], ids=["unfolded", "folded"])
+@pytest.mark.parametrize("chunk_frames", [16, 384], ids=["chunked", "whole"])
+def test_fast_engine_gives_the_plain_engines_audio(monkeypatch, model, items, fold_limit, chunk_frames):
+    monkeypatch.setattr(vocoder_module, "FOLD_MAX_BYTES", fold_limit)
+    batch, lengths = padded_batch(items, pad_value=0.0)
+    outputs = {}
+    for engine in ("auto", "fast", "plain"):
+        v = Vocoder.from_model(model, SMALL_MEL, engine=engine)
+        v.chunk_frames = chunk_frames
+        outputs[engine], _ = v(batch, lengths, generator=seeded(8))
+        if engine == "auto":
+            assert v._fast_engine().fold_upsampler == (fold_limit > 0)
+        if engine == "fast":
+            assert v._fast_engine().fold_upsampler  # "fast" always folds
+    torch.testing.assert_close(outputs["fast"], outputs["plain"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(outputs["auto"], outputs["plain"], atol=1e-5, rtol=0)
+    assert (outputs["fast"] - outputs["plain"]).abs().max() > 0  # really two different code paths
+
+
+def test_engine_choice_and_errors(model):
+    assert isinstance(Vocoder.from_model(model, SMALL_MEL)._fast_engine(), FastWaveGlow)
+    assert Vocoder.from_model(model, SMALL_MEL, engine="plain")._fast_engine() is None
+    assert Vocoder.from_model(model, SMALL_MEL, precision="bf16")._fast_engine() is None  # auto: plain
+    with pytest.raises(ValueError, match="engine must be one of auto, fast, plain, got 'turbo'"):
+        Vocoder.from_model(model, SMALL_MEL, engine="turbo")
+    with pytest.raises(ValueError, match="engine='fast' runs on the CPU in fp32"):
+        Vocoder.from_model(model, SMALL_MEL, precision="bf16", engine="fast")
+    assert "engine=auto" in repr(Vocoder.from_model(model, SMALL_MEL))
 
 
 # -- construction and properties -------------------------------------------------------------------

@@ -206,13 +206,15 @@ def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_vocoder(path: str | os.PathLike[str], *, device: str = "cpu", precision: str = "fp32") -> Vocoder:
+def load_vocoder(
+    path: str | os.PathLike[str], *, device: str = "cpu", precision: str = "fp32", engine: str = "auto"
+) -> Vocoder:
     """:meth:`Vocoder.from_checkpoint` with one-line errors for missing or foreign files."""
     from waveflow.infer.vocoder import Vocoder
 
     path = check_checkpoint_path(path)
     try:
-        return Vocoder.from_checkpoint(path, device=device, precision=precision)
+        return Vocoder.from_checkpoint(path, device=device, precision=precision, engine=engine)
     except (ValueError, FileNotFoundError):
         raise
     except (OSError, RuntimeError, EOFError) as exc:
@@ -260,6 +262,13 @@ def add_device_arguments(parser: Any, *, precision: bool = True) -> None:
             choices=("fp32", "fp16", "bf16"),
             default="fp32",
             help="arithmetic precision of the network (default fp32)",
+        )
+        parser.add_argument(
+            "--engine",
+            choices=("auto", "fast", "plain"),
+            default="auto",
+            help="synthesis code: auto (the fast CPU inverse on a CPU in fp32), fast (it, with the "
+            "upsampler always folded), plain (the model's own inverse)",
         )
 
 

@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
             f"{len(missing)} of {len(references)} generated file(s) missing in {generated_dir}: {names} "
             f"(run `waveflow synthesize` first, or pass --synthesize)"
         )
-    vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
+    vocoder = load_vocoder(
+        args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
+    )
     sample_rate = vocoder.sample_rate
     out_dir = make_output_dir(args.output_dir)
     failures = Failures()

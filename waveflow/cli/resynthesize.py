@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from waveflow.cli.synthesize import check_synthesis_arguments, run_seed
 
     check_synthesis_arguments(args)
-    vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
+    vocoder = load_vocoder(
+        args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
+    )
     audio = load_at_rate(args.input, vocoder.sample_rate)
     mel = mel_of(vocoder, audio)  # (n_mels, frames)
     # A CPU generator: the same seed gives the same noise on any device.

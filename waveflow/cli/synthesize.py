@@ -199,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     files = collect_inputs(args.inputs, args.filelist, MEL_EXTENSIONS, what="mel input(s)")
-    vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
+    vocoder = load_vocoder(
+        args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
+    )
     out_dir = make_output_dir(args.output_dir)
 
     failures = Failures()

@@ -26,6 +26,10 @@ Conventions shared by every entry point:
 * **Long mels** are synthesized in windows of ``chunk_frames`` frames plus the exact receptive-field
   context on each side (:func:`~waveflow.infer.streaming.synthesize_chunked`): memory stays bounded
   and the audio equals the one-shot result.
+* **Engine.** On a CPU in fp32, offline synthesis (calls, ``decode_batch``) runs the inverse flow
+  rewritten for speed (:class:`~waveflow.infer.fast.FastWaveGlow`: same audio within float
+  rounding, ~1e-6); ``engine="plain"`` runs the model's own ``inverse``. The upsampler is folded
+  into the conditioning when that weight stays under ``FOLD_MAX_BYTES``.
 * **Precision.** ``fp32`` everywhere; ``bf16`` on CUDA or CPU (on most CPUs slower than fp32, useful
   to halve memory); ``fp16`` on CUDA only. Weights are cast; audio is always returned as float32.
 """
@@ -49,6 +53,7 @@ from waveflow.config import MelConfig, VocoderConfig
 from waveflow.infer import mel_guard
 from waveflow.infer.denoiser import Denoiser
 from waveflow.infer.export import folded_copy
+from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes
 from waveflow.infer.streaming import (
     LatentStream,
     StreamingSynthesizer,
@@ -59,6 +64,10 @@ from waveflow.model import WaveGlow
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_CHUNK_FRAMES = 384
+ENGINES = ("auto", "fast", "plain")
+# The largest folded conditioning weight the "auto" engine accepts (waveglow_small: 126 MB;
+# NVIDIA's model: 2.0 GB, which stays unfolded unless engine="fast").
+FOLD_MAX_BYTES = 512 * 2**20
 
 ArrayLike = Tensor | np.ndarray
 
@@ -148,6 +157,7 @@ class Vocoder(nn.Module):
         *,
         precision: str = "fp32",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        engine: str = "auto",
     ):
         super().__init__()
         if not isinstance(model, WaveGlow):
@@ -157,7 +167,13 @@ class Vocoder(nn.Module):
             raise ValueError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
         device = next(model.parameters()).device
         dtype = _check_precision(precision, device)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine == "fast" and (device.type != "cpu" or dtype != torch.float32):
+            raise ValueError(f"engine='fast' runs on the CPU in fp32, not on {device} in {precision}")
         self.model = model.eval().remove_weight_norm().to(dtype)
+        self.engine = engine
+        self.__dict__["_fast"] = None  # FastWaveGlow, built on first use (not a submodule: CPU only)
         self.mel_config = mel_config
         self.chunk_frames = chunk_frames
         self.check_mel = True  # issue MelConventionWarning when a mel does not look like mel_config's
@@ -173,18 +189,21 @@ class Vocoder(nn.Module):
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         mel_config: MelConfig | None = None,
+        engine: str = "auto",
     ) -> Vocoder:
         """Load a waveflow or NVIDIA checkpoint (format detected; no code from the file is run).
 
         ``mel_config`` only applies to NVIDIA files, which carry no mel settings (default: the
         Tacotron2 convention). Unsafe pickles raise ``UnsafeCheckpointError`` (a ``ValueError``).
+        ``engine``: ``"auto"`` (the fast CPU path on a CPU in fp32), ``"fast"`` (it, with the
+        upsampler always folded), ``"plain"`` (the model's own inverse); see the module docstring.
         """
         from waveflow.checkpoint import load_model
 
         dev = _parse_device(device)
         _check_precision(precision, dev)
         model, config = load_model(path, map_location="cpu", fold_weight_norm=True, mel_config=mel_config)
-        return cls(model.to(dev), config.mel, precision=precision)
+        return cls(model.to(dev), config.mel, precision=precision, engine=engine)
 
     @classmethod
     def from_model(
@@ -194,6 +213,7 @@ class Vocoder(nn.Module):
         *,
         device: torch.device | str | None = None,
         precision: str = "fp32",
+        engine: str = "auto",
     ) -> Vocoder:
         """Wrap a copy of ``model`` (the caller's model, e.g. one being trained, is left untouched).
 
@@ -204,7 +224,7 @@ class Vocoder(nn.Module):
         clone = folded_copy(model)
         if device is not None:
             clone = clone.to(_parse_device(device))
-        return cls(clone, mel_config, precision=precision)
+        return cls(clone, mel_config, precision=precision, engine=engine)
 
     def train(self, mode: bool = True) -> Vocoder:
         if mode:
@@ -257,7 +277,7 @@ class Vocoder(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"sample_rate={self.sample_rate}, hop_length={self.hop_length}, n_mels={self.n_mels}, "
-            f"receptive_field={self.receptive_field}, precision={self.precision}"
+            f"receptive_field={self.receptive_field}, precision={self.precision}, engine={self.engine}"
         )
 
     # -- input checks ---------------------------------------------------------------------------------
@@ -413,8 +433,27 @@ class Vocoder(nn.Module):
 
     def _synthesize(self, mel: Tensor, z: Tensor, chunk_groups: int, denoise: float) -> Tensor:
         """Unpadded ``mel`` ``(b, n_mels, n)`` and ``z`` -> float32 audio ``(b, n * hop)``."""
-        audio = synthesize_chunked(self.model, mel, z, chunk_groups).float()
+        fast = self._fast_engine()
+        if fast is not None:
+            audio = fast.synthesize_chunked(mel, z, chunk_groups)
+        else:
+            audio = synthesize_chunked(self.model, mel, z, chunk_groups).float()
         return self._get_denoiser()(audio, denoise) if denoise > 0 else audio
+
+    def _fast_engine(self) -> FastWaveGlow | None:
+        """The fast CPU inverse when the engine and the vocoder's device and dtype allow it."""
+        if self.engine == "plain":
+            return None
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            if self.engine == "fast":
+                raise ValueError(
+                    f"engine='fast' runs on the CPU in fp32, not on {self.device} in {self.dtype}"
+                )
+            return None
+        if self._fast is None:
+            fold = self.engine == "fast" or folded_cond_bytes(self.model) <= FOLD_MAX_BYTES
+            self.__dict__["_fast"] = FastWaveGlow.from_model(self.model, fold_upsampler=fold)
+        return self._fast
 
     def decode_batch(
         self, mel: ArrayLike, mel_lens: ArrayLike | Sequence[int] | None = None, hop_len: int | None = None

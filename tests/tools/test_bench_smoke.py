@@ -1,0 +1,163 @@
+"""Smoke tests of the benchmark tools at tiny sizes (seconds), and the FLOP counts against torch's.
+
+No timing is asserted: the tools must run, write well-formed JSON, and report outputs that agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode, mm_flop
+
+from tests.test_model import VARIANTS, random_model
+from waveflow.infer.fast import FastWaveGlow
+from waveflow.presets import waveglow_tiny
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+
+
+@pytest.fixture
+def tools(monkeypatch):
+    monkeypatch.syspath_prepend(str(TOOLS))
+    import bench_inference
+    import bench_train
+    import flops
+    import gpu_bench
+
+    return {
+        "bench_inference": bench_inference,
+        "bench_train": bench_train,
+        "flops": flops,
+        "gpu_bench": gpu_bench,
+    }
+
+
+def _installed(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+# -- FLOP counts --------------------------------------------------------------------------------------
+# torch's counter does not know the in-place GEMM and oneDNN's linear that FastWaveGlow uses.
+_EXTRA_COUNTS = {
+    torch.ops.aten.addmm_: lambda inp, a, b, *args, out_shape=None, **kw: mm_flop(a, b),
+    torch.ops.mkldnn._linear_pointwise: lambda x, w, *args, out_shape=None, **kw: 2 * x[0] * x[1] * w[0],
+}
+
+
+@pytest.mark.parametrize("name", ["waveglow", "nice", "realnvp", "glow"])
+@pytest.mark.parametrize("frames", [1, 3])
+def test_flop_counts_match_torch_counter(tools, name, frames):
+    flops = tools["flops"]
+    cfg = VARIANTS[name]
+    model = random_model(cfg)
+    mel = torch.randn(2, cfg.n_mels, frames)
+    z = torch.randn(2, cfg.n_group, frames * cfg.hop_length // cfg.n_group)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.decode(z, mel)
+    reference = flops.reference_flops(cfg, frames, batch_size=2)
+    # The LU 1x1 conv assembles its (c, c) matrix with two tiny matmuls per step; NVIDIA's has none.
+    assembly = 2 * 2 * cfg.n_group**3 * cfg.n_flows if cfg.mixing == "conv1x1_lu" else 0
+    assert abs(counter.get_total_flops() - reference["total"]) <= assembly
+    for fold in (True, False):
+        fast = FastWaveGlow.from_model(model, fold_upsampler=fold)
+        with FlopCounterMode(display=False, custom_mapping=_EXTRA_COUNTS) as counter:
+            fast.decode(z, mel)
+        assert counter.get_total_flops() == flops.fast_flops(cfg, frames, 2, fold_upsampler=fold)["total"]
+
+
+def test_flops_of_nvidias_model(tools):
+    """The issue's figures: ~448 GFLOP per second of audio for the reference, ~300 for the fast path."""
+    flops = tools["flops"]
+    from waveflow.presets import waveglow_ljspeech
+
+    cfg = waveglow_ljspeech()
+    ref = flops.per_second(flops.reference_flops(cfg, 861), 861, cfg.hop_length)["total"]
+    fast = flops.per_second(flops.fast_flops(cfg, 861), 861, cfg.hop_length)["total"]
+    assert 440 < ref < 455
+    assert 290 < fast < 310
+
+
+def test_flops_cli(tools, capsys):
+    assert tools["flops"].main(["--preset", "waveglow_tiny", "--frames", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    counts = report["gflop_per_second_of_audio"]
+    assert counts["fast_folded"]["total"] < counts["reference"]["total"]
+
+
+# -- bench_inference ----------------------------------------------------------------------------------
+def test_bench_inference_smoke(tools, tmp_path):
+    out = tmp_path / "inference.json"
+    argv = ["--presets", "waveglow_tiny", "--seconds", "0.1", "--batch-sizes", "1", "2"]
+    argv += ["--repeats", "1", "--warmup", "0", "--threads", "1", "--griffin-lim-iters", "2"]
+    argv += ["--wavenet-size", "tiny", "--wavenet-frames", "1", "--out", str(out)]
+    assert tools["bench_inference"].main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["machine"]["matmul_gflops"] > 0
+    assert [c["batch"] for c in report["cases"]] == [1, 2]
+    for case in report["cases"]:
+        variants = case["variants"]
+        expected = {"waveflow", "waveflow_nown", "fast_unfolded", "fast"}
+        if _installed("waveglow"):
+            expected.add("nvidia")
+        assert expected <= set(variants)
+        for name, entry in variants.items():
+            assert entry["finite"], name
+            assert entry["max_abs_diff"] < 1e-4, name  # same audio for the same noise
+            assert entry["min_s"] <= entry["median_s"] <= entry["max_s"]
+            assert entry["khz"] > 0 and entry["rtf"] > 0
+    names = {b["name"] for b in report["baselines"]}
+    assert "griffin_lim" in names and "wavenet" in names
+
+
+@pytest.mark.skipif(not _installed("waveglow"), reason="needs PyPI waveglow==22.12.28 (--no-deps)")
+def test_nvidia_patch_is_undone(tools):
+    bench = tools["bench_inference"]
+    saved = torch.cuda.FloatTensor
+    model = bench.build_model(waveglow_tiny(), seed=0)
+    ref, why = bench.nvidia_model(model)
+    assert why is None
+    fn = bench._infer_fn("nvidia", ref, torch.randn(1, 80, 2), 0.6, 0)
+    audio = fn()
+    assert audio.shape == (1, 512)
+    assert torch.cuda.FloatTensor is saved
+
+
+# -- bench_train ----------------------------------------------------------------------------------
+def test_bench_train_smoke(tools, tmp_path):
+    out = tmp_path / "train.json"
+    argv = ["--preset", "waveglow_tiny", "--segment", "1024", "--batch-size", "2", "--repeats", "1"]
+    argv += ["--threads", "1", "--out", str(out)]
+    assert tools["bench_train"].main(argv) == 0
+    report = json.loads(out.read_text())
+    waveflow = report["variants"]["waveflow"]
+    assert waveflow["samples_per_s"] > 0
+    assert waveflow["memory"]["peak_rss_mb"] >= waveflow["memory"]["rss_after_build_mb"]
+    if _installed("waveglow"):
+        # same weights, same batch: the same gradients (the losses differ by a constant)
+        assert waveflow["max_grad_diff"] < 1e-5
+        assert "memory" in report["variants"]["nvidia"]
+
+
+# -- gpu_bench ------------------------------------------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without a GPU")
+def test_gpu_bench_exits_cleanly_without_cuda():
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / "gpu_bench.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=TOOLS,
+        env={**os.environ, "PYTHONPATH": str(TOOLS.parent)},
+    )
+    assert result.returncode == 0
+    assert "no CUDA device" in result.stderr
