@@ -19,6 +19,7 @@ channel) when ``weight_norm`` is true. :meth:`WaveNet.remove_weight_norm` folds 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
@@ -102,23 +103,63 @@ class WaveNet(nn.Module):
             raise ValueError(
                 f"WaveNet expects cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}"
             )
-        c = self.n_channels
-        h = self.start(x)
+        c, n_out, n_layers = self.n_channels, self.out_channels, self.n_layers
         # One GEMM conditions every layer. Views are taken with split, not slicing: in the backward,
         # each slice of a tensor zero-fills a gradient of the whole tensor (a quarter of a training
         # step for NVIDIA's model on a CPU), while split's backward is a single concatenation.
         conds = self.cond_layer(cond).split(2 * c, dim=1)  # L x (B, 2C, T)
-        skip = None
-        for i, (in_layer, res_skip_layer) in enumerate(zip(self.in_layers, self.res_skip_layers)):
-            a = in_layer(h) + conds[i]
-            r = res_skip_layer(gated_activation(a, c))
-            if i < self.n_layers - 1:
-                res, s = r.split(c, dim=1)
-                h = h + res
+        h = self.start(x)
+        a = self._first_layer(x, h)
+        # Skip path folded into `end` (both linear): end(sum_i skip_i(g_i)) = sum_i (end . skip_i)(g_i),
+        # so each res_skip conv emits C + n_out channels instead of 2C (the product of the two
+        # weights is recomputed per call, so gradients reach both). Same result up to rounding.
+        fold_skip = n_out < c
+        w_end = self.end.weight[:, :, 0] if fold_skip else None  # (n_out, C)
+        out = None
+        for i in range(n_layers):
+            if i > 0:
+                a = self.in_layers[i](h)
+            g = gated_activation(a + conds[i], c)
+            layer = self.res_skip_layers[i]
+            last = i == n_layers - 1
+            if fold_skip:
+                w, b = layer.weight[:, :, 0], layer.bias
+                if last:
+                    s = F.conv1d(g, (w_end @ w).unsqueeze(2), w_end @ b)
+                else:
+                    w = torch.cat([w[:c], w_end @ w[c:]])  # (C + n_out, C): [residual | end . skip]
+                    b = torch.cat([b[:c], w_end @ b[c:]])
+                    res, s = F.conv1d(g, w.unsqueeze(2), b).split([c, n_out], dim=1)
+                    h = h + res
             else:
-                s = r
-            skip = s if skip is None else skip + s
-        return self.end(skip)
+                r = layer(g)
+                if last:
+                    s = r
+                else:
+                    res, s = r.split(c, dim=1)
+                    h = h + res
+            out = s if out is None else out + s
+        if fold_skip:
+            return out + self.end.bias.unsqueeze(1)
+        return self.end(out)
+
+    def _first_layer(self, x: Tensor, h: Tensor) -> Tensor:
+        """``in_layers[0](h)`` for ``h = start(x)``, computed from ``x`` when it has fewer channels.
+
+        Both convolutions are linear: ``W0 * (Ws x + bs) = (W0 Ws) * x + W0 * bs``, where the
+        start bias only reaches the taps that fall inside the sequence (``h`` is zero-padded), so
+        that term is the convolution of a ones signal. A ``C``-wide dilated conv becomes an
+        ``in_channels``-wide one (1/L of the stack's dilated-conv cost). Same result up to rounding.
+        """
+        layer = self.in_layers[0]
+        if self.in_channels >= self.n_channels:
+            return layer(h)
+        w0, ws, bs = layer.weight, self.start.weight[:, :, 0], self.start.bias  # (2C, C, K), (C, n_in), (C,)
+        pad, dil = layer.padding, layer.dilation
+        a = F.conv1d(x, torch.einsum("ock,ci->oik", w0, ws), layer.bias, padding=pad, dilation=dil)
+        bias_taps = torch.einsum("ock,c->ok", w0, bs).unsqueeze(1)  # (2C, 1, K)
+        ones = x.new_ones(1, 1, x.shape[2])
+        return a + F.conv1d(ones, bias_taps, padding=pad, dilation=dil)
 
     def remove_weight_norm(self) -> None:
         """Fold ``g * v / ||v||`` into plain weights (idempotent)."""
