@@ -27,7 +27,7 @@ from waveflow import Vocoder, presets
 from waveflow.config import MelConfig
 from waveflow.model import WaveGlow
 
-MODEL_PRESETS = ("waveglow_ljspeech", "waveglow_paper", "waveglow_small", "waveglow_tiny")
+MODEL_PRESETS = ("waveglow_ljspeech", "waveglow_paper", "waveglow_small", "waveglow_fast", "waveglow_tiny")
 
 
 def peak_rss_mb() -> float:
@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--limit-mb", type=float, default=2048.0, help="fail above this peak RSS (default 2048)"
     )
+    parser.add_argument(
+        "--engine", choices=("auto", "fast", "plain"), default="auto", help="Vocoder engine (default auto)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.minutes <= 0:
@@ -65,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     model_config = getattr(presets, args.preset)()
     mel_config = MelConfig(n_mels=model_config.n_mels, hop_length=model_config.hop_length)
-    vocoder = Vocoder(WaveGlow(model_config), mel_config)  # takes ownership: no second copy of the weights
+    vocoder = Vocoder(
+        WaveGlow(model_config), mel_config, engine=args.engine
+    )  # takes ownership: no second copy of the weights
     if args.chunk_frames is not None and args.path == "forward":
         vocoder.chunk_frames = args.chunk_frames
     vocoder.check_mel = False  # the synthetic mel is not speech
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "preset": args.preset,
         "path": args.path,
+        "engine": args.engine,
         "chunk_frames": chunk_frames,
         "num_frames": num_frames,
         "num_samples": num_samples,

@@ -29,12 +29,14 @@ def tools(monkeypatch):
     import bench_train
     import flops
     import gpu_bench
+    import perf_table
 
     return {
         "bench_inference": bench_inference,
         "bench_train": bench_train,
         "flops": flops,
         "gpu_bench": gpu_bench,
+        "perf_table": perf_table,
     }
 
 
@@ -161,3 +163,33 @@ def test_gpu_bench_exits_cleanly_without_cuda():
     )
     assert result.returncode == 0
     assert "no CUDA device" in result.stderr
+
+
+# -- perf_table -----------------------------------------------------------------------------------
+def test_perf_table_renders_the_benchmarks(tools, tmp_path, capsys):
+    inference, train = tmp_path / "inference.json", tmp_path / "train.json"
+    argv = ["--presets", "waveglow_tiny", "--seconds", "0.05", "0.1", "--repeats", "1", "--warmup", "0"]
+    argv += ["--threads", "1", "--griffin-lim-iters", "1", "--wavenet-size", "tiny", "--wavenet-frames", "1"]
+    assert tools["bench_inference"].main(argv + ["--out", str(inference)]) == 0
+    argv = [
+        "--preset",
+        "waveglow_tiny",
+        "--segment",
+        "512",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--no-memory",
+    ]
+    assert tools["bench_train"].main(argv + ["--out", str(train)]) == 0
+    capsys.readouterr()
+    assert tools["perf_table"].main([str(inference), str(train)]) == 0
+    table = capsys.readouterr().out
+    report = json.loads(inference.read_text())
+    longest = max(c["audio_seconds"] for c in report["cases"])
+    fast = next(c for c in report["cases"] if c["audio_seconds"] == longest)["variants"]["fast"]
+    row = next(line for line in table.splitlines() if "upsampler folded" in line)
+    assert row.startswith("| `waveglow_tiny` |") and f"| {fast['rtf']:.3f} |" in row
+    assert "Griffin-Lim" in table and "autoregressive WaveNet" in table
+    assert "samples/s" in table and table.count("\n| waveflow") >= 1
