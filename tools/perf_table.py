@@ -47,7 +47,7 @@ def inference_rows(report: dict[str, Any], seconds: float | None) -> list[str]:
         if "rtf" not in base:
             continue
         if base["name"] == "griffin_lim":
-            name = f"Griffin-Lim (librosa, {base['iterations']} iterations)"
+            name = f"Griffin-Lim (librosa, {base['iterations']} iterations), {base['frames']} frames"
         else:
             name = f"autoregressive WaveNet (wavenet-vocoder 0.1.1, {base['config']} config)"
         rows.append(f"| – | {name} | {_fmt(base['rtf'], 3)} | {_fmt(base['khz'], 1)} | – | – | – |")
@@ -76,8 +76,11 @@ def render(inference: dict[str, Any], train: dict[str, Any] | None, seconds: flo
         ]
         for key, entry in train["variants"].items():
             memory = entry.get("memory", {}).get("step_mb")
+            label = (
+                "waveflow (`WaveGlow.forward` + `losses.nll`)" if key == "waveflow" else LABELS.get(key, key)
+            )
             lines.append(
-                f"| {LABELS.get(key, key)} | {_fmt(entry['samples_per_s'], 0)} "
+                f"| {label} | {_fmt(entry['samples_per_s'], 0)} "
                 f"| {_fmt(entry.get('speedup_vs_nvidia'))} | {_fmt(memory, 0)} |"
             )
     return "\n".join(lines) + "\n"

@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     # A speech-level log-mel (around ln 0.01) with small fluctuations; (1, n_mels, frames).
     mel = -4.6 + 0.5 * torch.randn(1, model_config.n_mels, num_frames, generator=generator)
 
-    chunk_frames = args.chunk_frames or (vocoder.chunk_frames if args.path == "forward" else 64)
+    if args.path == "forward":
+        chunk_frames = vocoder._chunk_frames(vocoder._fast_engine() is not None)
+    else:
+        chunk_frames = args.chunk_frames or 64
     start = time.perf_counter()
     if args.path == "forward":
         audio, _ = vocoder(mel, generator=generator)

@@ -245,6 +245,14 @@ def test_engine_choice_and_errors(model):
     with pytest.raises(ValueError, match="engine='fast' runs on the CPU in fp32"):
         Vocoder.from_model(model, SMALL_MEL, precision="bf16", engine="fast")
     assert "engine=auto" in repr(Vocoder.from_model(model, SMALL_MEL))
+    # windows: longer with the fast engine (it holds one layer's conditioning at a time)
+    v = Vocoder.from_model(model, SMALL_MEL)
+    assert v.chunk_frames is None
+    assert (v._chunk_frames(fast=True), v._chunk_frames(fast=False)) == (2048, 384)
+    v.chunk_frames = 16
+    assert v._chunk_frames(fast=True) == v._chunk_frames(fast=False) == 16
+    with pytest.raises(ValueError, match="chunk_frames must be a positive integer or None"):
+        Vocoder(small_model(), SMALL_MEL, chunk_frames=0)
 
 
 # -- construction and properties -------------------------------------------------------------------
