@@ -2,7 +2,8 @@
 
 Two counts for the inverse flow (``decode``) of a :class:`~waveflow.config.ModelConfig`:
 
-* :func:`reference_flops`: what NVIDIA's ``glow.WaveGlow.infer`` (and ``WaveGlow.decode``) executes:
+* :func:`reference_flops`: what NVIDIA's ``glow.WaveGlow.infer`` executes (and ``WaveGlow.decode``
+  with ``WaveNet.fold_linear_maps = False``):
   the upsampler, then per step ``cond_layer``, ``start``, the dilated ``in_layers``, ``res_skip``
   and ``end``. Achieved GFLOP/s in the benchmarks always divide *this* count by the time, so
   algebraic savings show up as speed.

@@ -100,3 +100,5 @@ def test_folded_forward_equals_the_layer_by_layer_computation(
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, atol=1e-10, rtol=1e-10)
+    net.fold_linear_maps = False  # the switch gives the layer-by-layer computation itself
+    torch.testing.assert_close(net(x, cond), ref, atol=0, rtol=0)

@@ -62,6 +62,9 @@ class WaveNet(nn.Module):
         self.n_layers = n_layers
         self.n_channels = n_channels
         self.kernel_size = kernel_size
+        # Compute with the start and end convolutions folded into their neighbours (same result up
+        # to rounding, fewer FLOPs; see forward). False: NVIDIA's layer-by-layer arithmetic.
+        self.fold_linear_maps = True
 
         wn = _weight_norm if weight_norm else (lambda m: m)
         c = n_channels
@@ -113,7 +116,7 @@ class WaveNet(nn.Module):
         # Skip path folded into `end` (both linear): end(sum_i skip_i(g_i)) = sum_i (end . skip_i)(g_i),
         # so each res_skip conv emits C + n_out channels instead of 2C (the product of the two
         # weights is recomputed per call, so gradients reach both). Same result up to rounding.
-        fold_skip = n_out < c
+        fold_skip = self.fold_linear_maps and n_out < c
         w_end = self.end.weight[:, :, 0] if fold_skip else None  # (n_out, C)
         out = None
         for i in range(n_layers):
@@ -152,7 +155,7 @@ class WaveNet(nn.Module):
         ``in_channels``-wide one (1/L of the stack's dilated-conv cost). Same result up to rounding.
         """
         layer = self.in_layers[0]
-        if self.in_channels >= self.n_channels:
+        if not self.fold_linear_maps or self.in_channels >= self.n_channels:
             return layer(h)
         w0, ws, bs = layer.weight, self.start.weight[:, :, 0], self.start.bias  # (2C, C, K), (C, n_in), (C,)
         pad, dil = layer.padding, layer.dilation
