@@ -9,7 +9,7 @@ Synthesizes ``--minutes`` of audio from a constant-ish log-mel with a randomly i
 ``--path forward`` calls ``vocoder(mel)`` once on the whole mel (automatic chunking, the audio is
 returned as one tensor); ``--path stream`` feeds ``--chunk-frames`` frames at a time to
 ``vocoder.stream`` and drops each audio chunk after counting it. Peak RSS is the process's high-water
-mark (``resource.getrusage``), so it includes the interpreter, torch and the model. Exit status 1
+mark (``VmHWM`` on Linux), so it includes the interpreter, torch and the model. Exit status 1
 when it exceeds ``--limit-mb``.
 """
 
@@ -31,7 +31,19 @@ MODEL_PRESETS = ("waveglow_ljspeech", "waveglow_paper", "waveglow_small", "waveg
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident set size so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """The process's peak resident set size so far, in MiB.
+
+    Linux: ``VmHWM`` of this address space. ``ru_maxrss`` is no substitute there: a process started
+    from a large parent inherits the parent's value at fork time, through exec. Elsewhere
+    ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
