@@ -50,6 +50,7 @@ from typing import Any
 
 import flops
 import torch
+from bench_report import write_report
 
 from waveflow import presets
 from waveflow.config import ModelConfig
@@ -507,12 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
-    report = run(args)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(run(args), args.out)
     return 0
 
 

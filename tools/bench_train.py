@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from bench_inference import Timer, build_model, matmul_gflops, physical_cores, summarize
+from bench_report import status_mb, write_report
 
 from waveflow import losses, presets
 from waveflow.model import WaveGlow
@@ -122,21 +123,11 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": why}
     if args.memory_probe == "nvidia":
         del model  # the reference holds its own copy of the weights
-    base = _status_mb("VmRSS")
+    base = status_mb("VmRSS")
     reset = _reset_peak_rss()
     fn()
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     return {"rss_after_build_mb": base, "peak_rss_mb": peak, "step_mb": peak - base, "peak_was_reset": reset}
-
-
-def _status_mb(field: str) -> float:
-    """``VmRSS`` / ``VmHWM`` of this process in MB (Linux). ``ru_maxrss`` is no substitute in a
-    subprocess: it starts at the parent's RSS at fork time and survives exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise OSError(f"{field} not in /proc/self/status")
 
 
 def _reset_peak_rss() -> bool:
@@ -240,11 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         print(json.dumps(memory_probe(args)))
         return 0
-    text = json.dumps(run(args), indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(run(args), args.out)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 from bench_inference import build_model, folded_copy, nvidia_model
+from bench_report import write_report
 
 from waveflow import losses, presets
 
@@ -214,11 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": bench_training(args, device, deadline),
     }
     report["wall_s"] = time.perf_counter() - start
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(report, args.out)
     return 0
 
 

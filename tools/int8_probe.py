@@ -12,14 +12,13 @@ ratio per shape and for the mix weighted by the model's FLOPs::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from bench_report import write_report
 
 # (rows, in, out, share of the fast engine's FLOPs) for 1 s of audio (2756 group-frames), C = 256:
 # a dilated-conv tap (C -> 2C; 3 taps per layer), a residual+output GEMM (C -> C + 4), and the
@@ -88,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    text = json.dumps(probe(args.repeats, args.threads), indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        sys.stdout.write(text + "\n")
+    write_report(probe(args.repeats, args.threads), args.out)
     return 0
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from bench_report import status_mb
 
 from waveflow import Vocoder, presets
 from waveflow.config import MelConfig
@@ -38,10 +39,7 @@ def peak_rss_mb() -> float:
     ``ru_maxrss`` (KiB on Linux, bytes on macOS).
     """
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        return status_mb("VmHWM")
     except OSError:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

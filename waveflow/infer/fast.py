@@ -71,7 +71,7 @@ from waveflow.flows import (
     InvertibleConv1x1,
     LUInvertibleConv1x1,
 )
-from waveflow.infer.streaming import context_groups
+from waveflow.infer.streaming import chunk_windows, context_groups
 from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
 
@@ -449,24 +449,22 @@ class FastWaveGlow(nn.Module):
     def synthesize_chunked(self, mel: Tensor, z: Tensor, chunk_groups: int) -> Tensor:
         """Windows of ``chunk_groups`` groups plus the exact context each side, as
         :func:`waveflow.infer.streaming.synthesize_chunked` does for the model (same audio)."""
-        if chunk_groups < 1:
-            raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
-        g, hop = self.n_group, self.hop_length
-        num_frames, num_groups = mel.shape[2], z.shape[2]
-        if num_groups * g != num_frames * hop:
-            raise ValueError(
-                f"z has {num_groups} groups but {num_frames} frames need {num_frames * hop // g}"
+        g = self.n_group
+        windows = list(
+            chunk_windows(
+                mel.shape[2],
+                z.shape[2],
+                chunk_groups,
+                self.context_groups,
+                g,
+                self.hop_length,
+                self.kernel_size,
             )
-        if num_groups <= chunk_groups:
+        )
+        if len(windows) == 1:
             return self.decode(z, mel)
-        context = self.context_groups
-        audio = torch.empty(mel.shape[0], num_groups * g, dtype=torch.float32)
-        for a in range(0, num_groups, chunk_groups):
-            b = min(num_groups, a + chunk_groups)
-            w0, w1 = max(0, a - context), min(num_groups, b + context)
-            # the frames whose upsampled output reaches samples [w0 g, w1 g) (frames_for_samples)
-            f0 = max(0, (w0 * g - self.kernel_size) // hop + 1)
-            f1 = min(num_frames, -(-w1 * g // hop))
+        audio = torch.empty(mel.shape[0], z.shape[2] * g, dtype=torch.float32)
+        for a, b, w0, w1, f0, f1 in windows:
             window = self.decode_window(mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0)
             audio[:, a * g : b * g] = window[:, (a - w0) * g : (b - w0) * g]
         return audio

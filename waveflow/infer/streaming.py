@@ -54,6 +54,7 @@ latent this way: the same seed gives the same noise offline, chunked and streame
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -140,10 +141,41 @@ def frames_for_samples(model: WaveGlow, start: int, stop: int, num_frames: int) 
     Frame ``f`` reaches samples ``[f * hop, f * hop + kernel)``; frames before ``f0`` end before
     ``start`` and frames from ``f1`` on begin at or after ``stop``.
     """
-    hop, kernel = model.hop_length, model.upsample.kernel_size
+    return _frame_range(model.hop_length, model.upsample.kernel_size, start, stop, num_frames)
+
+
+def _frame_range(hop: int, kernel: int, start: int, stop: int, num_frames: int) -> tuple[int, int]:
     f0 = max(0, (start - kernel) // hop + 1)
     f1 = min(num_frames, -(-stop // hop))  # ceil(stop / hop)
     return f0, f1
+
+
+def chunk_windows(
+    num_frames: int,
+    num_groups: int,
+    chunk_groups: int,
+    context: int,
+    n_group: int,
+    hop_length: int,
+    kernel_size: int,
+) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """The windows of chunked offline synthesis: per chunk ``(a, b, w0, w1, f0, f1)``.
+
+    Groups ``[a, b)`` (at most ``chunk_groups``) are kept from the window ``[w0, w1)``, which adds
+    ``context`` groups each side (cut at the sequence ends); mel frames ``[f0, f1)`` are the ones
+    that reach the window. Raises ``ValueError`` when ``z`` and the mel disagree in length.
+    """
+    if chunk_groups < 1:
+        raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
+    if num_groups * n_group != num_frames * hop_length:
+        raise ValueError(
+            f"z has {num_groups} groups but {num_frames} frames need {num_frames * hop_length // n_group}"
+        )
+    for a in range(0, num_groups, chunk_groups):
+        b = min(num_groups, a + chunk_groups)
+        w0, w1 = max(0, a - context), min(num_groups, b + context)
+        f0, f1 = _frame_range(hop_length, kernel_size, w0 * n_group, w1 * n_group, num_frames)
+        yield a, b, w0, w1, f0, f1
 
 
 def decode_window(
@@ -204,22 +236,22 @@ def synthesize_chunked(model: WaveGlow, mel: Tensor, z: Tensor, chunk_groups: in
     equal to ``model.decode(z, mel)`` up to float rounding. With ``chunk_groups >= F * hop / n_group``
     it is a single window, i.e. ``model.decode``.
     """
-    if chunk_groups < 1:
-        raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
     g = model.n_group
-    num_frames, num_groups = mel.shape[2], z.shape[2]
-    if num_groups * g != num_frames * model.hop_length:
-        raise ValueError(
-            f"z has {num_groups} groups but {num_frames} frames need {num_frames * model.hop_length // g}"
+    windows = list(
+        chunk_windows(
+            mel.shape[2],
+            z.shape[2],
+            chunk_groups,
+            context_groups(model),
+            g,
+            model.hop_length,
+            model.upsample.kernel_size,
         )
-    if num_groups <= chunk_groups:
+    )
+    if len(windows) == 1:
         return decode_window(model, mel, z, 0)
-    context = context_groups(model)
-    audio = torch.empty(mel.shape[0], num_groups * g, device=z.device, dtype=z.dtype)
-    for a in range(0, num_groups, chunk_groups):
-        b = min(num_groups, a + chunk_groups)
-        w0, w1 = max(0, a - context), min(num_groups, b + context)
-        f0, f1 = frames_for_samples(model, w0 * g, w1 * g, num_frames)
+    audio = torch.empty(mel.shape[0], z.shape[2] * g, device=z.device, dtype=z.dtype)
+    for a, b, w0, w1, f0, f1 in windows:
         audio[:, a * g : b * g] = decode_window(model, mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0, keep=(a, b))
     return audio
 

@@ -419,29 +419,28 @@ class Vocoder(nn.Module):
         if self.check_mel:
             self._warn_convention(torch.cat([mel_t[i, :, :n] for i, n in enumerate(item_lengths)], dim=1))
 
-        hop, g = self.hop_length, self.n_group
-        chunk_groups = self._chunk_frames(self._fast_engine() is not None) * hop // g
+        hop = self.hop_length
         by_length: dict[int, list[int]] = {}
         for i, n in enumerate(item_lengths):
             by_length.setdefault(n, []).append(i)
         if list(by_length) == [num_frames]:
             # Nothing is padded: one batch, no copies (this is the long-form path).
             z_all = torch.cat(latents) if batch_size > 1 else latents[0]
-            audio = self._synthesize(mel_t, z_all, chunk_groups, denoise)
+            audio = self._synthesize(mel_t, z_all, denoise)
         else:
             audio = torch.zeros(batch_size, num_frames * hop, device=self.device, dtype=torch.float32)
             for n, items in by_length.items():
                 index = torch.tensor(items, device=self.device)
                 z_group = torch.cat([latents[i] for i in items])  # (b, g, n * hop / g)
-                audio[index, : n * hop] = self._synthesize(
-                    mel_t[index, :, :n], z_group, chunk_groups, denoise
-                )
+                audio[index, : n * hop] = self._synthesize(mel_t[index, :, :n], z_group, denoise)
         audio_lengths = torch.tensor(item_lengths, device=self.device, dtype=torch.int64) * hop
         return audio, audio_lengths
 
-    def _synthesize(self, mel: Tensor, z: Tensor, chunk_groups: int, denoise: float) -> Tensor:
-        """Unpadded ``mel`` ``(b, n_mels, n)`` and ``z`` -> float32 audio ``(b, n * hop)``."""
+    def _synthesize(self, mel: Tensor, z: Tensor, denoise: float) -> Tensor:
+        """Unpadded ``mel`` ``(b, n_mels, n)`` and ``z`` -> float32 audio ``(b, n * hop)``, in windows
+        of the engine's chunk length."""
         fast = self._fast_engine()
+        chunk_groups = self._chunk_frames(fast is not None) * self.hop_length // self.n_group
         if fast is not None:
             audio = fast.synthesize_chunked(mel, z, chunk_groups)
         else:
