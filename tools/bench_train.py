@@ -4,7 +4,8 @@ A step is what the training loop does with one batch, minus the optimizer: the f
 ``(B, segment)`` audio and its mel, the loss, and the backward pass (gradients zeroed before, not
 timed). ``waveflow`` runs :class:`WaveGlow` with ``losses.nll``; ``nvidia`` runs NVIDIA/waveglow's
 ``glow.WaveGlow`` with its ``WaveGlowLoss`` on the same weights (``to_nvidia_state_dict``), both
-with weight norm, as in training. The two losses differ by a constant and give the same
+with weight norm, as in training; ``waveflow_direct`` is ``waveflow`` with its dilated convolutions
+computed directly (``F.conv1d``) instead of by Winograd's F(2, 3), to show what that step buys. The two losses differ by a constant and give the same
 gradients, which the run checks (``max_grad_diff`` on the upsampler and the first ``cond_layer``).
 Variants run interleaved, with other processes' CPU time recorded (see ``bench_inference.py``).
 
@@ -32,8 +33,11 @@ from bench_report import status_mb, write_report
 
 from waveflow import losses, presets
 from waveflow.model import WaveGlow
+from waveflow.nn import WaveNet
+from waveflow.nn.wavenet import WINOGRAD_MIN_DILATION
 
-VARIANTS = ("nvidia", "waveflow")
+VARIANTS = ("nvidia", "waveflow", "waveflow_direct")
+DEFAULT_VARIANTS = ("nvidia", "waveflow")
 
 
 def nvidia_training_model(model: WaveGlow) -> tuple[torch.nn.Module | None, Any, str | None]:
@@ -88,8 +92,14 @@ def step_fn(variant: str, model: WaveGlow, audio: torch.Tensor, mel: torch.Tenso
         return run_nvidia, None
 
     model.train()
+    # waveflow_direct: every dilated conv through F.conv1d (no Winograd), to show that step's share.
+    min_dilation = None if variant == "waveflow_direct" else WINOGRAD_MIN_DILATION
+    wavenets = [m for m in model.modules() if isinstance(m, WaveNet)]
 
     def run_waveflow():
+        for net in wavenets:
+            if net.kernel_size == 3:
+                net.winograd_min_dilation = min_dilation
         model.zero_grad(set_to_none=True)
         z, logdet = model(audio, mel)
         loss = losses.nll(z, logdet).mean()
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="waveglow_ljspeech")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--segment", type=int, default=16000, help="audio samples per item")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=physical_cores())

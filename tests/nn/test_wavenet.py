@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.flows.test_contract import randomize_
-from waveflow.nn import MelUpsampler, WaveNet
+from waveflow.nn import MelUpsampler, WaveNet, gated_activation
 
 
 def support(grad: torch.Tensor) -> tuple[int, int]:
@@ -100,5 +100,34 @@ def test_folded_forward_equals_the_layer_by_layer_computation(
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, atol=1e-10, rtol=1e-10)
-    net.fold_linear_maps = False  # the switch gives the layer-by-layer computation itself
-    torch.testing.assert_close(net(x, cond), ref, atol=0, rtol=0)
+    net.fold_linear_maps = False  # the switches give the layer-by-layer computation itself
+    net.winograd_min_dilation = None
+    plain = net(x, cond)
+    assert not torch.equal(plain, out)
+    # Only the gate differs (tanh computed through sigmoid): rounding of float64.
+    torch.testing.assert_close(plain, ref, atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gated_activation_matches_tanh_times_sigmoid(dtype):
+    """The hand-written gate (tanh via sigmoid, one gradient buffer) against autograd's own
+    ``tanh(t) * sigmoid(s)``: values and input gradient, with extreme pre-activations included."""
+    gen = torch.Generator().manual_seed(0)
+    a = (torch.randn(2, 8, 50, generator=gen, dtype=dtype) * 4).requires_grad_()
+    with torch.no_grad():
+        a[0, :, :3] = torch.tensor([-60.0, 0.0, 60.0], dtype=dtype)
+    grad = torch.randn(2, 4, 50, generator=gen, dtype=dtype)
+    out = gated_activation(a, 4)
+    ref = torch.tanh(a[:, :4]) * torch.sigmoid(a[:, 4:])
+    tol = 1e-12 if dtype == torch.float64 else 3e-7
+    torch.testing.assert_close(out, ref, atol=tol, rtol=0)
+    (g,) = torch.autograd.grad(out, a, grad)
+    (r,) = torch.autograd.grad(ref, a, grad)
+    torch.testing.assert_close(g, r, atol=tol * 10, rtol=0)
+
+
+def test_gated_activation_gradcheck_and_shape_error():
+    a = torch.randn(1, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: gated_activation(x, 3), (a,))
+    with pytest.raises(ValueError, match="gated_activation expects"):
+        gated_activation(torch.randn(1, 5, 7), 3)

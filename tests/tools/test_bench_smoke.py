@@ -66,6 +66,7 @@ def test_flop_counts_match_torch_counter(tools, name, frames):
     for module in model.modules():  # count NVIDIA's layer-by-layer arithmetic
         if isinstance(module, WaveNet):
             module.fold_linear_maps = False
+            module.winograd_min_dilation = None
     mel = torch.randn(2, cfg.n_mels, frames)
     z = torch.randn(2, cfg.n_group, frames * cfg.hop_length // cfg.n_group)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -142,16 +143,38 @@ def test_nvidia_patch_is_undone(tools):
 def test_bench_train_smoke(tools, tmp_path):
     out = tmp_path / "train.json"
     argv = ["--preset", "waveglow_tiny", "--segment", "1024", "--batch-size", "2", "--repeats", "1"]
-    argv += ["--threads", "1", "--out", str(out)]
+    argv += ["--threads", "1", "--out", str(out), "--variants", "nvidia", "waveflow", "waveflow_direct"]
     assert tools["bench_train"].main(argv) == 0
     report = json.loads(out.read_text())
-    waveflow = report["variants"]["waveflow"]
-    assert waveflow["samples_per_s"] > 0
-    assert waveflow["memory"]["peak_rss_mb"] >= waveflow["memory"]["rss_after_build_mb"]
+    for name in ("waveflow", "waveflow_direct"):
+        waveflow = report["variants"][name]
+        assert waveflow["samples_per_s"] > 0
+        assert waveflow["memory"]["peak_rss_mb"] >= waveflow["memory"]["rss_after_build_mb"]
+        if _installed("waveglow"):
+            # same weights, same batch: the same gradients (the losses differ by a constant)
+            assert waveflow["max_grad_diff"] < 1e-5
     if _installed("waveglow"):
-        # same weights, same batch: the same gradients (the losses differ by a constant)
-        assert waveflow["max_grad_diff"] < 1e-5
         assert "memory" in report["variants"]["nvidia"]
+
+
+# -- bench_winograd -------------------------------------------------------------------------------
+def test_bench_winograd_smoke(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TOOLS))
+    import bench_winograd
+
+    out = tmp_path / "winograd.json"
+    argv = ["--channels", "8", "--frames", "50", "--dilations", "1", "4", "--repeats", "2", "--warmup", "1"]
+    argv += ["--threads", "1", "--out", str(out)]
+    assert bench_winograd.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert set(report["dilations"]) == {"1", "4"}
+    for entry in report["dilations"].values():
+        assert entry["max_rel_diff"] < 1e-5  # same numbers from both variants
+        for use in ("train", "forward"):
+            assert entry[use]["speedup"] > 0
+            assert entry[use]["winograd"]["median_s"] > 0
+    with pytest.raises(SystemExit):
+        bench_winograd.main(["--dilations", "0"])
 
 
 # -- gpu_bench ------------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Dilated kernel-3 convolution: oneDNN's direct ``F.conv1d`` against Winograd F(2, 3), per dilation.
+
+For each dilation, at a WaveNet layer's shape (``C -> 2C`` channels, ``T`` group-frames, batch
+``B``), times the training use (forward + backward, input and weight gradients) and the forward
+alone, the two variants interleaved (A B A B) with other processes' CPU time recorded. The
+``speedup`` of F(2, 3) over ``F.conv1d`` per dilation is what :data:`waveflow.nn.wavenet.
+WINOGRAD_MIN_DILATION` is chosen from; ``max_rel_diff`` checks both give the same numbers.
+
+    python tools/bench_winograd.py --out tools/results/bench_winograd.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from bench_inference import Timer, matmul_gflops, physical_cores, summarize
+from bench_report import write_report
+
+from waveflow.nn.winograd import dilated_conv3
+
+
+def _variants(x, w, b, grad, d):
+    def direct_train():
+        F.conv1d(x, w, b, padding=d, dilation=d).backward(grad)
+
+    def winograd_train():
+        dilated_conv3(x, w, b, d).backward(grad)
+
+    def direct_forward():
+        with torch.no_grad():
+            F.conv1d(x, w, b, padding=d, dilation=d)
+
+    def winograd_forward():
+        with torch.no_grad():
+            dilated_conv3(x, w, b, d)
+
+    return {
+        "train": {"direct": direct_train, "winograd": winograd_train},
+        "forward": {"direct": direct_forward, "winograd": winograd_forward},
+    }
+
+
+def _max_rel_diff(x, w, b, grad, d) -> float:
+    """Largest difference of output and gradients, relative to each tensor's largest magnitude."""
+    results = []
+    for fn in (lambda: F.conv1d(x, w, b, padding=d, dilation=d), lambda: dilated_conv3(x, w, b, d)):
+        out = fn()
+        results.append([out.detach(), *torch.autograd.grad(out, [x, w, b], grad)])
+    return max(float((a - r).abs().max() / r.abs().max()) for a, r in zip(*results, strict=True))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(args.seed)
+    c, t, batch = args.channels, args.frames, args.batch_size
+    x = torch.randn(batch, c, t, generator=gen).requires_grad_()
+    w = (torch.randn(2 * c, c, 3, generator=gen) / (3 * c) ** 0.5).requires_grad_()
+    b = torch.randn(2 * c, generator=gen).requires_grad_()
+    grad = torch.randn(batch, 2 * c, t, generator=gen)
+    direct_flop = 2 * batch * t * 2 * c * c * 3  # multiply-adds of the direct forward, x2
+    report: dict[str, Any] = {
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__, "matmul_gflops": matmul_gflops()},
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "dilations": {},
+    }
+    for d in args.dilations:
+        entry: dict[str, Any] = {"max_rel_diff": _max_rel_diff(x, w, b, grad, d)}
+        for use, fns in _variants(x, w, b, grad, d).items():
+            for fn in fns.values():
+                for _ in range(args.warmup):
+                    fn()
+            walls = {k: [] for k in fns}
+            others = {k: [] for k in fns}
+            for _ in range(args.repeats):
+                for k, fn in fns.items():
+                    with Timer() as timer:
+                        fn()
+                    walls[k].append(timer.wall)
+                    others[k].append(timer.other_cpu)
+            flop = direct_flop * (3 if use == "train" else 1)
+            result = {}
+            for k in fns:
+                result[k] = summarize(walls[k], others[k])
+                result[k]["direct_equivalent_gflops"] = flop / result[k]["median_s"] / 1e9
+            result["speedup"] = statistics.median(walls["direct"]) / statistics.median(walls["winograd"])
+            entry[use] = result
+        report["dilations"][str(d)] = entry
+        print(
+            f"  d={d}: train {entry['train']['speedup']:.2f}x, forward {entry['forward']['speedup']:.2f}x",
+            flush=True,
+        )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--channels", type=int, default=256, help="C: the layer maps C -> 2C channels")
+    parser.add_argument("--frames", type=int, default=2000, help="T: group-frames (16000 samples / n_group 8)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--dilations", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=physical_cores())
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if min(args.dilations) < 1 or args.channels < 1 or args.frames < 1 or args.batch_size < 1:
+        parser.error("--dilations, --channels, --frames and --batch-size must be >= 1")
+    write_report(run(args), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
