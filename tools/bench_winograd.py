@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grad = torch.randn(batch, 2 * c, t, generator=gen)
     direct_flop = 2 * batch * t * 2 * c * c * 3  # multiply-adds of the direct forward, x2
     report: dict[str, Any] = {
-        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__, "matmul_gflops": matmul_gflops()},
+        "machine": {
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "matmul_gflops": matmul_gflops(),
+        },
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "dilations": {},
     }
@@ -100,7 +104,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--channels", type=int, default=256, help="C: the layer maps C -> 2C channels")
-    parser.add_argument("--frames", type=int, default=2000, help="T: group-frames (16000 samples / n_group 8)")
+    parser.add_argument(
+        "--frames", type=int, default=2000, help="T: group-frames (16000 samples / n_group 8)"
+    )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dilations", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
     parser.add_argument("--repeats", type=int, default=15)

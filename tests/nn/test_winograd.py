@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.flows.test_contract import randomize_
 from waveflow.nn import WaveNet
 from waveflow.nn.winograd import dilated_conv3
-
-from tests.flows.test_contract import randomize_
 
 CASES = [  # (batch, in, out, T, dilation)
     (1, 5, 7, 40, 1),
