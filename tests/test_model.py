@@ -9,6 +9,7 @@ from tests.flows.contract import jacobian_logdet
 from tests.flows.test_contract import randomize_
 from waveflow.config import ModelConfig, WaveNetConfig
 from waveflow.model import WaveGlow
+from waveflow.nn import WaveNet
 from waveflow.presets import glow, nice, realnvp, waveglow_ljspeech, waveglow_paper, waveglow_tiny
 
 
@@ -161,16 +162,27 @@ def test_batch_consistency_forward_and_infer():
 
 
 def test_receptive_field_matches_gradient_probe():
+    """With direct convolutions the gradient is exactly zero outside the receptive field; the
+    Winograd F(4, 3) convolutions (the CPU default) give the same gradient up to float64 rounding."""
     cfg = tiny(n_flows=3, n_early_size=0, wavenet=WaveNetConfig(n_layers=2, n_channels=8, kernel_size=3))
-    model = random_model(cfg, std=0.2)
+    model = random_model(cfg, std=0.2).double()
     g = model.n_group
     frames = 8
-    mel = torch.randn(1, 80, frames)
-    z = torch.randn(1, g, frames * 256 // g, requires_grad=True)
-    audio = model.decode(z, mel)
+    mel = torch.randn(1, 80, frames, dtype=torch.float64)
+    z = torch.randn(1, g, frames * 256 // g, dtype=torch.float64, requires_grad=True)
     centre_group = z.shape[2] // 2
-    audio[0, centre_group * g].backward()
-    groups = torch.nonzero(z.grad[0].abs().sum(0) > 0).flatten()
+    wavenets = [m for m in model.modules() if isinstance(m, WaveNet)]
+    grads = []
+    for min_dilation in (1, None):
+        for net in wavenets:
+            net.winograd_min_dilation = min_dilation
+        (grad,) = torch.autograd.grad(model.decode(z, mel)[0, centre_group * g], [z])
+        grads.append(grad)
+    winograd_grad, direct_grad = grads
+    torch.testing.assert_close(
+        winograd_grad, direct_grad, atol=1e-12 * float(direct_grad.abs().max()), rtol=0
+    )
+    groups = torch.nonzero(direct_grad[0].abs().sum(0) > 0).flatten()
     width_samples = (int(groups.max()) - int(groups.min()) + 1) * g
     assert width_samples == model.receptive_field
     assert int(groups.min()) == centre_group - (model.receptive_field // g - 1) // 2

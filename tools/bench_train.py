@@ -5,7 +5,7 @@ A step is what the training loop does with one batch, minus the optimizer: the f
 timed). ``waveflow`` runs :class:`WaveGlow` with ``losses.nll``; ``nvidia`` runs NVIDIA/waveglow's
 ``glow.WaveGlow`` with its ``WaveGlowLoss`` on the same weights (``to_nvidia_state_dict``), both
 with weight norm, as in training; ``waveflow_direct`` is ``waveflow`` with its dilated convolutions
-computed directly (``F.conv1d``) instead of by Winograd's F(2, 3), to show what that step buys. The two losses differ by a constant and give the same
+computed directly (``F.conv1d``) instead of by Winograd's F(4, 3), to show what that step buys. The two losses differ by a constant and give the same
 gradients, which the run checks (``max_grad_diff`` on the upsampler and the first ``cond_layer``).
 Variants run interleaved, with other processes' CPU time recorded (see ``bench_inference.py``).
 

@@ -1,10 +1,11 @@
-"""Dilated kernel-3 convolution: oneDNN's direct ``F.conv1d`` against Winograd F(2, 3), per dilation.
+"""Dilated kernel-3 convolution: oneDNN's direct ``F.conv1d`` against Winograd F(2, 3) and F(4, 3).
 
 For each dilation, at a WaveNet layer's shape (``C -> 2C`` channels, ``T`` group-frames, batch
 ``B``), times the training use (forward + backward, input and weight gradients) and the forward
-alone, the two variants interleaved (A B A B) with other processes' CPU time recorded. The
-``speedup`` of F(2, 3) over ``F.conv1d`` per dilation is what :data:`waveflow.nn.wavenet.
-WINOGRAD_MIN_DILATION` is chosen from; ``max_rel_diff`` checks both give the same numbers.
+alone, the variants interleaved (A B C A B C) with other processes' CPU time recorded. The
+``speedup`` of each Winograd tile over ``F.conv1d`` per dilation is what :data:`waveflow.nn.
+wavenet.WINOGRAD_MIN_DILATION` and the tile are chosen from; ``max_rel_diff`` checks that all give
+the same numbers.
 
     python tools/bench_winograd.py --out tools/results/bench_winograd.json
 """
@@ -25,30 +26,36 @@ from waveflow.nn.winograd import dilated_conv3
 
 
 def _variants(x, w, b, grad, d):
-    def direct_train():
-        F.conv1d(x, w, b, padding=d, dilation=d).backward(grad)
+    """``{use: {variant: fn}}``: ``direct`` (``F.conv1d``), ``f23`` and ``f43`` (Winograd)."""
+    convs = {
+        "direct": lambda: F.conv1d(x, w, b, padding=d, dilation=d),
+        "f23": lambda: dilated_conv3(x, w, b, d, tile=2),
+        "f43": lambda: dilated_conv3(x, w, b, d, tile=4),
+    }
 
-    def winograd_train():
-        dilated_conv3(x, w, b, d).backward(grad)
+    def train(conv):
+        return lambda: conv().backward(grad)
 
-    def direct_forward():
-        with torch.no_grad():
-            F.conv1d(x, w, b, padding=d, dilation=d)
+    def forward(conv):
+        def run():
+            with torch.no_grad():
+                conv()
 
-    def winograd_forward():
-        with torch.no_grad():
-            dilated_conv3(x, w, b, d)
+        return run
 
     return {
-        "train": {"direct": direct_train, "winograd": winograd_train},
-        "forward": {"direct": direct_forward, "winograd": winograd_forward},
+        "train": {k: train(conv) for k, conv in convs.items()},
+        "forward": {k: forward(conv) for k, conv in convs.items()},
     }
 
 
-def _max_rel_diff(x, w, b, grad, d) -> float:
+def _max_rel_diff(x, w, b, grad, d, tile: int) -> float:
     """Largest difference of output and gradients, relative to each tensor's largest magnitude."""
     results = []
-    for fn in (lambda: F.conv1d(x, w, b, padding=d, dilation=d), lambda: dilated_conv3(x, w, b, d)):
+    for fn in (
+        lambda: F.conv1d(x, w, b, padding=d, dilation=d),
+        lambda: dilated_conv3(x, w, b, d, tile=tile),
+    ):
         out = fn()
         results.append([out.detach(), *torch.autograd.grad(out, [x, w, b], grad)])
     return max(float((a - r).abs().max() / r.abs().max()) for a, r in zip(*results, strict=True))
@@ -73,7 +80,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dilations": {},
     }
     for d in args.dilations:
-        entry: dict[str, Any] = {"max_rel_diff": _max_rel_diff(x, w, b, grad, d)}
+        entry: dict[str, Any] = {
+            "max_rel_diff": {f"f{m}3": _max_rel_diff(x, w, b, grad, d, m) for m in (2, 4)}
+        }
         for use, fns in _variants(x, w, b, grad, d).items():
             for fn in fns.values():
                 for _ in range(args.warmup):
@@ -91,11 +100,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for k in fns:
                 result[k] = summarize(walls[k], others[k])
                 result[k]["direct_equivalent_gflops"] = flop / result[k]["median_s"] / 1e9
-            result["speedup"] = statistics.median(walls["direct"]) / statistics.median(walls["winograd"])
+            for k in ("f23", "f43"):
+                result[k]["speedup"] = statistics.median(walls["direct"]) / statistics.median(walls[k])
             entry[use] = result
         report["dilations"][str(d)] = entry
         print(
-            f"  d={d}: train {entry['train']['speedup']:.2f}x, forward {entry['forward']['speedup']:.2f}x",
+            f"  d={d}: train F(2,3) {entry['train']['f23']['speedup']:.2f}x F(4,3) "
+            f"{entry['train']['f43']['speedup']:.2f}x; forward F(2,3) {entry['forward']['f23']['speedup']:.2f}x "
+            f"F(4,3) {entry['forward']['f43']['speedup']:.2f}x",
             flush=True,
         )
     return report

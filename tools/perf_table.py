@@ -76,9 +76,10 @@ def render(inference: dict[str, Any], train: dict[str, Any] | None, seconds: flo
         ]
         for key, entry in train["variants"].items():
             memory = entry.get("memory", {}).get("step_mb")
-            label = (
-                "waveflow (`WaveGlow.forward` + `losses.nll`)" if key == "waveflow" else LABELS.get(key, key)
-            )
+            label = {
+                "waveflow": "waveflow (`WaveGlow.forward` + `losses.nll`)",
+                "waveflow_direct": "waveflow, dilated convs direct (no Winograd)",
+            }.get(key, LABELS.get(key, key))
             lines.append(
                 f"| {label} | {_fmt(entry['samples_per_s'], 0)} "
                 f"| {_fmt(entry.get('speedup_vs_nvidia'))} | {_fmt(memory, 0)} |"

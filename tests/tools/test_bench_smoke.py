@@ -169,10 +169,11 @@ def test_bench_winograd_smoke(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     assert set(report["dilations"]) == {"1", "4"}
     for entry in report["dilations"].values():
-        assert entry["max_rel_diff"] < 1e-5  # same numbers from both variants
+        assert max(entry["max_rel_diff"].values()) < 1e-5  # same numbers from every variant
         for use in ("train", "forward"):
-            assert entry[use]["speedup"] > 0
-            assert entry[use]["winograd"]["median_s"] > 0
+            for tile in ("f23", "f43"):
+                assert entry[use][tile]["speedup"] > 0
+                assert entry[use][tile]["median_s"] > 0
     with pytest.raises(SystemExit):
         bench_winograd.main(["--dilations", "0"])
 
