@@ -18,8 +18,8 @@ rounding (~1e-6 relative in float32 for F(4, 3), less for F(2, 3)).
 Tiles cover time in blocks of ``m d`` steps: block ``j`` holds outputs ``m d j + i d + u`` for
 ``i < m``, ``u < d``, and reads inputs ``m d j + (k - 1) d + u`` for ``k < m + 2`` (the next block's
 first two rows overlap). The sequence is zero-padded to whole blocks; the extra outputs are
-dropped. The forward saves only ``x`` and the transformed weights; the backward rebuilds the input
-transform, so memory matches a plain convolution. The transforms run as small GEMMs (``einsum``)
+dropped. The forward saves only ``x`` and ``w``; the backward rebuilds both transforms, so the saved
+memory matches a plain convolution. The transforms run as small GEMMs (``einsum``)
 over the tile axis: a few memory-bound passes, against ``m + 2`` compute-bound channel GEMMs.
 """
 
@@ -90,16 +90,17 @@ class _DilatedConv3(torch.autograd.Function):
         prod = torch.bmm(g, _input_transform(x, d, m, bt)).view(m + 2, o, b, nb, d)
         y = torch.einsum("ip,pobju->bojiu", at, prod).reshape(b, o, tp)[..., :t]
         y = y + bias.view(1, o, 1) if bias is not None else y.contiguous()
-        ctx.save_for_backward(x, g)
+        # w, not its transform g: half the memory per layer; g is cheap to rebuild in the backward.
+        ctx.save_for_backward(x, w)
         ctx.d, ctx.m, ctx.has_bias = d, m, bias is not None
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, g = ctx.saved_tensors
+        x, w = ctx.saved_tensors
         d, m = ctx.d, ctx.m
         b, c, t = x.shape
-        o = g.shape[1]
+        o = w.shape[0]
         bt, g_mat, at = _matrices(m, x)
         nb, tp = _layout(t, d, m)
         grad_tiles = F.pad(grad, (0, tp - t)).reshape(b, o, nb, m, d)
@@ -109,7 +110,8 @@ class _DilatedConv3(torch.autograd.Function):
             dg = torch.bmm(dprod, _input_transform(x, d, m, bt).transpose(1, 2))  # (m + 2, O, C)
             grad_w = torch.einsum("pk,poc->ock", g_mat, dg)
         if ctx.needs_input_grad[0]:
-            dtiles = torch.bmm(g.transpose(1, 2), dprod).view(m + 2, c, b, nb, d)
+            g = torch.einsum("pk,ock->pco", g_mat, w)  # (m + 2, C, O): the transform, transposed
+            dtiles = torch.bmm(g, dprod).view(m + 2, c, b, nb, d)
             dx_tiles = torch.einsum("pk,pcbju->bcjku", bt, dtiles)  # (B, C, nb, m + 2, d)
             # Tile j's rows m, m + 1 are the first two rows of tile j + 1: assign, then add.
             gxp = grad.new_zeros(b, c, tp + m * d)
