@@ -194,6 +194,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entry["loss"] = losses_[variant]
         if "nvidia" in fns:
             entry["speedup_vs_nvidia"] = statistics.median(walls["nvidia"]) / entry["median_s"]
+            # Each repeat times NVIDIA and this variant back to back: the spread of the pairwise
+            # ratios shows how much the machine's load moved the figure.
+            pairs = [n / w for n, w in zip(walls["nvidia"], walls[variant], strict=True)]
+            entry["pair_speedups"] = {
+                "median": statistics.median(pairs),
+                "min": min(pairs),
+                "max": max(pairs),
+            }
             entry["max_grad_diff"] = max(
                 float((grads[variant][k] - grads["nvidia"][k]).abs().max()) for k in grads[variant]
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,18 +72,24 @@ def render(inference: dict[str, Any], train: dict[str, Any] | None, seconds: flo
             f"Training step (forward + backward, `{s['preset']}`, batch {s['batch_size']} x {s['segment']} samples, "
             f"{train['machine']['threads']} thread(s)):",
             "",
-            "| training | samples/s | × NVIDIA | peak step memory (MB) |",
-            "|---|---:|---:|---:|",
+            "| training | samples/s | × NVIDIA | pairwise × NVIDIA: median (range) | peak step memory (MB) |",
+            "|---|---:|---:|---:|---:|",
         ]
+        reference = train["variants"].get("nvidia", {}).get("times_s")
         for key, entry in train["variants"].items():
             memory = entry.get("memory", {}).get("step_mb")
             label = {
                 "waveflow": "waveflow (`WaveGlow.forward` + `losses.nll`)",
                 "waveflow_direct": "waveflow, dilated convs direct (no Winograd)",
             }.get(key, LABELS.get(key, key))
+            pairwise = "–"
+            if reference and key != "nvidia":
+                # repeat i timed NVIDIA and this variant back to back
+                ratios = [n / w for n, w in zip(reference, entry["times_s"], strict=True)]
+                pairwise = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
             lines.append(
                 f"| {label} | {_fmt(entry['samples_per_s'], 0)} "
-                f"| {_fmt(entry.get('speedup_vs_nvidia'))} | {_fmt(memory, 0)} |"
+                f"| {_fmt(entry.get('speedup_vs_nvidia'))} | {pairwise} | {_fmt(memory, 0)} |"
             )
     return "\n".join(lines) + "\n"
 

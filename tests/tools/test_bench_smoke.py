@@ -153,6 +153,8 @@ def test_bench_train_smoke(tools, tmp_path):
         if _installed("waveglow"):
             # same weights, same batch: the same gradients (the losses differ by a constant)
             assert waveflow["max_grad_diff"] < 1e-5
+            pairs = waveflow["pair_speedups"]
+            assert pairs["min"] <= pairs["median"] <= pairs["max"]
     if _installed("waveglow"):
         assert "memory" in report["variants"]["nvidia"]
 
@@ -221,3 +223,10 @@ def test_perf_table_renders_the_benchmarks(tools, tmp_path, capsys):
     assert row.startswith("| `waveglow_tiny` |") and f"| {fast['rtf']:.3f} |" in row
     assert "Griffin-Lim" in table and "autoregressive WaveNet" in table
     assert "samples/s" in table and "| waveflow (`WaveGlow.forward`" in table
+    if _installed("waveglow"):  # the pairwise ratio column, from the repeats' times
+        train_row = next(line for line in table.splitlines() if "| waveflow (`WaveGlow.forward`" in line)
+        ratio = (
+            json.loads(train.read_text())["variants"]["nvidia"]["times_s"][0]
+            / json.loads(train.read_text())["variants"]["waveflow"]["times_s"][0]
+        )
+        assert f"| {ratio:.2f} ({ratio:.2f}–{ratio:.2f}) |" in train_row
