@@ -70,17 +70,21 @@ def reference_flops(cfg: ModelConfig, num_frames: int, batch_size: int = 1) -> d
 
 
 def fast_flops(
-    cfg: ModelConfig, num_frames: int, batch_size: int = 1, fold_upsampler: bool = True
+    cfg: ModelConfig, num_frames: int, batch_size: int = 1, fold_upsampler: bool = True, winograd: bool = True
 ) -> dict[str, int]:
     """FLOPs that :class:`~waveflow.infer.fast.FastWaveGlow` executes for ``num_frames`` frames.
 
-    Exact, including the rows an off-centre tap of a dilated conv skips at the sequence edges.
+    Exact, including the rows an off-centre tap of a dilated conv skips at the sequence edges, and
+    (``winograd``, the engine's default for kernel 3) the F(4, 3) tiles of the layers after the
+    first: 6 GEMMs per 4 rows over whole tiles, plus the tile transforms (GEMMs with 6 columns).
     """
     groups = num_frames * cfg.hop_length // cfg.n_group
     wn = cfg.wavenet
     c, n_layers, k = wn.n_channels, wn.n_layers, wn.kernel_size
     window = math.ceil(cfg.upsample_kernel_size / cfg.hop_length)
-    out = dict.fromkeys(("cond", "start", "in_layers", "res_skip", "mix"), 0)
+    out = dict.fromkeys(("cond", "start", "in_layers", "winograd_transforms", "res_skip", "mix"), 0)
+    winograd = winograd and k == 3 and n_layers > 1
+    tiles = [-(-groups // (4 * 2**i)) * 2**i for i in range(n_layers)]  # rows of each of the 6 GEMMs
     if not fold_upsampler:
         out = {"upsample": 2 * num_frames * cfg.n_mels * cfg.n_mels * cfg.upsample_kernel_size, **out}
     # Rows each tap of layer i multiplies: all of them for the centre tap, fewer near the edges.
@@ -94,7 +98,12 @@ def fast_flops(
         else:
             out["cond"] += 2 * (cfg.n_mels * cfg.n_group) * (2 * c * n_layers) * groups
         out["start"] += 2 * n_a * c * groups  # the residual stream's first value
-        out["in_layers"] += 2 * n_a * 2 * c * tap_rows[0] + sum(2 * c * 2 * c * r for r in tap_rows[1:])
+        out["in_layers"] += 2 * n_a * 2 * c * tap_rows[0]
+        if winograd:
+            out["in_layers"] += sum(2 * 6 * r * c * 2 * c for r in tiles[1:])
+            out["winograd_transforms"] += sum(2 * 6 * 6 * r * c + 2 * 4 * 6 * r * 2 * c for r in tiles[1:])
+        else:
+            out["in_layers"] += sum(2 * c * 2 * c * r for r in tap_rows[1:])
         out["res_skip"] += 2 * ((n_layers - 1) * c * (c + n_out) + c * n_out) * groups
         if cfg.mixing != "none":  # FastWaveGlow applies every mixing, a reversal too, as a (c, c) GEMM
             out["mix"] += 2 * channels * channels * groups

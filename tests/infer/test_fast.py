@@ -213,3 +213,28 @@ def test_ljspeech_preset_folded():
     with torch.no_grad():
         expected = model.decode(z, mel)
     assert (fast.decode(z, mel) - expected).abs().max() < TOL
+
+
+@pytest.mark.parametrize("rows", [4096, 8], ids=["one_block", "many_blocks"])
+@pytest.mark.parametrize("frames", [1, 3])
+def test_winograd_dilated_convs_match_the_direct_ones(monkeypatch, rows, frames):
+    """The dilated layers by F(4, 3) (time-major tiles, in blocks of rows) against the same engine
+    with its three shifted GEMMs per layer; deep enough that dilations exceed the sequence."""
+    import waveflow.infer.fast as fast_module
+
+    monkeypatch.setattr(fast_module, "_WINOGRAD_ROWS", rows)
+    cfg = waveglow_tiny().replace(wavenet=WaveNetConfig(n_layers=7, n_channels=8, kernel_size=3))
+    model = random_model(cfg)
+    fast = FastWaveGlow.from_model(model, fold_upsampler=False)
+    assert all(step.winograd for step in fast.steps)
+    mel, z = _inputs(cfg, frames=frames)
+    results = []
+    for use in (True, False):
+        for step in fast.steps:
+            step.use_winograd = use
+        results.append(fast.decode(z, mel))
+    winograd, direct = results
+    assert not torch.equal(winograd, direct)  # different arithmetic
+    torch.testing.assert_close(winograd, direct, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(winograd, model.decode(z, mel), atol=TOL, rtol=0)

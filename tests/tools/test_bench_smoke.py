@@ -83,15 +83,18 @@ def test_flop_counts_match_torch_counter(tools, name, frames):
 
 
 def test_flops_of_nvidias_model(tools):
-    """The issue's figures: ~448 GFLOP per second of audio for the reference, ~300 for the fast path."""
+    """The issue's figures: ~448 GFLOP per second of audio for the reference, ~300 for the folded
+    fast path with direct dilated convs, ~212 with Winograd F(4, 3) (half of those convs' 183)."""
     flops = tools["flops"]
     from waveflow.presets import waveglow_ljspeech
 
     cfg = waveglow_ljspeech()
     ref = flops.per_second(flops.reference_flops(cfg, 861), 861, cfg.hop_length)["total"]
+    direct = flops.per_second(flops.fast_flops(cfg, 861, winograd=False), 861, cfg.hop_length)["total"]
     fast = flops.per_second(flops.fast_flops(cfg, 861), 861, cfg.hop_length)["total"]
     assert 440 < ref < 455
-    assert 290 < fast < 310
+    assert 290 < direct < 310
+    assert 205 < fast < 220
 
 
 def test_flops_cli(tools, capsys):

@@ -16,7 +16,7 @@ them. Per group-frame and step, NVIDIA's released model (L = 8 layers, C = 256 c
     start, end                      small
 
 about 448 GFLOP per second of audio. The rewrites below, each exact in real arithmetic, bring it
-to ~300 GFLOP (:mod:`tools.flops` counts both):
+to ~212 GFLOP (~300 without item 8; :mod:`tools.flops` counts all three):
 
 1. **Weight norm folded** once: ``w = g * v / ||v||``.
 2. **Upsampler folded into the conditioning** (``fold_upsampler=True``). The ConvTranspose1d
@@ -40,13 +40,16 @@ to ~300 GFLOP (:mod:`tools.flops` counts both):
    over both halves and one ``addcmul`` (torch's CPU ``tanh`` is ~3x slower than its ``sigmoid``).
 7. **Pointwise maps after each coupling** (inverse 1x1 convolution, inverse ActNorm, channel
    reversal) composed in float64 at load into one ``(c, c)`` matrix and a shift.
+8. **Dilated convolutions by Winograd F(4, 3)** (kernel 3, layers after the first): 6 GEMMs per 4
+   output rows instead of 12 (:mod:`waveflow.nn.winograd`; the transformed weights are computed
+   in float64 at load). About 10 % of the engine's time for NVIDIA's model, audio equal to ~3e-6.
 
 Layout
 ------
 Each batch item is processed time-major, ``(T', channels)``, so that every convolution is a GEMM
 on views: the dilated conv of layer ``i`` is ``kernel_size`` in-place ``addmm_`` calls on
 row-shifted views of the same buffer (no im2col copy, no padding, no ``torch.cat``), added straight
-into the conditioning buffer; the residual/output update is one more ``addmm_`` into a buffer that
+into the conditioning buffer (with Winograd, one batched GEMM per block of tiles, added the same way); the residual/output update is one more ``addmm_`` into a buffer that
 holds ``[h | out]`` side by side. Early outputs need no concatenation either: ``z`` of one item is a
 ``(T', n_group)`` buffer and step ``k`` works on its last ``channels[k]`` columns, in place. The
 flattened buffer is the audio (sample ``t * n_group + j``). Batch items run one after another: the
@@ -74,8 +77,12 @@ from waveflow.flows import (
 from waveflow.infer.streaming import chunk_windows, context_groups
 from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
+from waveflow.nn.winograd import TRANSFORMS
 
 __all__ = ["FastWaveGlow", "folded_cond_bytes"]
+
+_WINOGRAD = TRANSFORMS[4]  # (B^T, G, A^T) of F(4, 3)
+_WINOGRAD_ROWS = 16384  # output rows per block of tiles in the dilated convs
 
 
 def _weight(conv: nn.Module) -> Tensor:
@@ -213,6 +220,13 @@ class _FastStep(nn.Module):
             "taps",
             torch.stack(taps).to(f32).contiguous() if taps else torch.empty(0, k_size, c, 2 * c),
         )  # (L - 1, K, C, 2C)
+        # Winograd F(4, 3) weights of the dilated layers (see waveflow.nn.winograd): G applied to
+        # the 3 taps, (L - 1, 6, C, 2C). None for other kernel sizes.
+        self.winograd = k_size == 3 and n_layers > 1
+        if self.winograd:
+            g_mat = torch.tensor(_WINOGRAD[1], dtype=torch.float64)  # (6, 3)
+            wino = torch.einsum("pk,lkco->lpco", g_mat, torch.stack(taps))
+            self.register_buffer("wino", wino.to(f32).contiguous())
         self.register_buffer("edges", torch.stack(edges).to(f32).contiguous())  # (L, K, 2C)
         self.register_buffer(
             "res_skip",
@@ -235,6 +249,9 @@ class _FastStep(nn.Module):
         bias = cond_bias.double().reshape(positions, n_layers, 2 * c) * gate_scale + torch.stack(layer_bias)
         self.register_buffer("cond_bias", bias.permute(1, 0, 2).reshape(n_layers, -1).to(f32))
 
+        self.use_winograd = True  # switch for benchmarks: False gives the 3-GEMM dilated convs
+        self.register_buffer("_bt", torch.tensor(_WINOGRAD[0], dtype=f32), persistent=False)
+        self.register_buffer("_at", torch.tensor(_WINOGRAD[2], dtype=f32), persistent=False)
         mix = _mix_inverse(step, self.num_channels)
         self.has_mix = mix is not None
         eye = torch.eye(self.num_channels)
@@ -262,18 +279,22 @@ class _FastStep(nn.Module):
         for i in range(self.n_layers):
             cond = self._project(rows, i, skip, t)  # (B, T', 2C), consumed in place
             weights = self.taps0 if i == 0 else self.taps[i - 1]
+            winograd = i > 0 and self.winograd and self.use_winograd
             for b in range(batch):
                 a, src = cond[b], (x_a[b] if i == 0 else hs[b, :, :c])
+                if winograd:
+                    self._winograd_conv_(a, src, i)
                 for k, off in enumerate(self.offsets[i]):
                     w, edge = weights[k], self.edges[i, k]
                     if off == 0:
-                        a.addmm_(src, w)
+                        if not winograd:
+                            a.addmm_(src, w)
                     elif off < 0:  # a[t] += w . src[t + off]; rows t < -off see the zero padding
-                        if t > -off:
+                        if t > -off and not winograd:
                             a[-off:].addmm_(src[: t + off], w)
                         a[: min(-off, t)].sub_(edge)
                     else:
-                        if t > off:
+                        if t > off and not winograd:
                             a[: t - off].addmm_(src[off:], w)
                         a[max(t - off, 0) :].sub_(edge)
                 a.sigmoid_()  # [sigmoid(-2 a) | sigmoid(b)]
@@ -283,6 +304,32 @@ class _FastStep(nn.Module):
                 else:
                     hs[b, :, c:].addmm_(gated, self.skip_last)
         return hs[:, :, c:] + self.out_bias
+
+    def _winograd_conv_(self, a: Tensor, src: Tensor, i: int) -> None:
+        """``a[t] += sum_k src[t + (k - 1) d] @ taps[k]`` (zero outside ``src``) by F(4, 3), time-major.
+
+        Tiles of 4 outputs ``4dj + i'd + u`` read the 6 rows ``4dj + (k - 1)d + u``; blocks of tiles
+        are processed ``_WINOGRAD_ROWS`` output rows at a time, so the transforms' buffers stay small.
+        """
+        t, c = src.shape
+        d = self.offsets[i][2]
+        nb = -(-t // (4 * d))
+        xp = src.new_zeros(nb * 4 * d + 2 * d, c)
+        xp[d : d + t] = src
+        bt = self._bt.to(src.dtype)
+        at = self._at.to(src.dtype)
+        weights = self.wino[i - 1]  # (6, C, 2C)
+        per_block = max(1, _WINOGRAD_ROWS // (4 * d))
+        for j0 in range(0, nb, per_block):
+            j1 = min(nb, j0 + per_block)
+            base = xp[j0 * 4 * d :]
+            tiles = base.as_strided((j1 - j0, 6, d, c), (4 * d * c, d * c, c, 1))
+            dt = torch.einsum("pk,jkuc->pjuc", bt, tiles).reshape(6, -1, c)
+            prod = torch.bmm(dt, weights).view(6, j1 - j0, d, -1)
+            y = torch.einsum("ip,pjuo->jiuo", at, prod).reshape((j1 - j0) * 4 * d, -1)
+            r0 = j0 * 4 * d
+            rows = min(t, j1 * 4 * d) - r0
+            a[r0 : r0 + rows].add_(y[:rows])
 
     # -- the step ---------------------------------------------------------------------------------
     def inverse_(self, x: Tensor, rows: Tensor, skip: int) -> None:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # (B^T, G, A^T) for y = A^T [(G g) * (B^T x)], correlation form: y_i = sum_k g_k x_{i + k}.
-_TRANSFORMS = {
+TRANSFORMS = {
     2: (
         [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
         [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
@@ -56,11 +56,11 @@ _TRANSFORMS = {
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
     ),
 }
-TILES = tuple(_TRANSFORMS)
+TILES = tuple(TRANSFORMS)
 
 
 def _matrices(m: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return tuple(torch.tensor(v, dtype=like.dtype, device=like.device) for v in _TRANSFORMS[m])  # type: ignore[return-value]
+    return tuple(torch.tensor(v, dtype=like.dtype, device=like.device) for v in TRANSFORMS[m])  # type: ignore[return-value]
 
 
 def _layout(t: int, d: int, m: int) -> tuple[int, int]:
@@ -132,6 +132,6 @@ def dilated_conv3(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int,
         raise ValueError(f"dilated_conv3 expects x of shape (B, {weight.shape[1]}, T), got {tuple(x.shape)}")
     if int(dilation) < 1:
         raise ValueError(f"dilation must be >= 1, got {dilation}")
-    if tile not in _TRANSFORMS:
+    if tile not in TRANSFORMS:
         raise ValueError(f"tile must be one of {TILES}, got {tile}")
     return _DilatedConv3.apply(x, weight, bias, int(dilation), tile)
