@@ -99,6 +99,26 @@ class Timer:
         )
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    repeats: int,
+    after_round: Callable[[dict[str, list[float]]], None] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float | None]]]:
+    """``repeats`` rounds of every function in turn (A B A B, so machine noise cancels in ratios):
+    per function, the wall seconds and other processes' CPU seconds of each call."""
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    others: dict[str, list[float | None]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            with Timer() as t:
+                fn()
+            walls[key].append(t.wall)
+            others[key].append(t.other_cpu)
+        if after_round is not None:
+            after_round(walls)
+    return walls, others
+
+
 def matmul_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 4) -> float:
     """Best fp32 ``torch.mm`` rate over square sizes, GFLOP/s, with the current thread setting."""
     best = 0.0
@@ -287,14 +307,7 @@ def bench_case(
             outputs[key] = fn()
         if key not in outputs:
             outputs[key] = fn()
-    walls: dict[str, list[float]] = {k: [] for k in variants}
-    others: dict[str, list[float | None]] = {k: [] for k in variants}
-    for _ in range(args.repeats):
-        for key, fn in variants.items():
-            with Timer() as t:
-                fn()
-            walls[key].append(t.wall)
-            others[key].append(t.other_cpu)
+    walls, others = time_interleaved(variants, args.repeats)
     base = outputs.get("waveflow")
     result = {}
     for key in variants:

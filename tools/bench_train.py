@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_inference import Timer, build_model, matmul_gflops, physical_cores, summarize
+from bench_inference import build_model, matmul_gflops, physical_cores, summarize, time_interleaved
 from bench_report import status_mb, write_report
 
 from waveflow import losses, presets
@@ -178,15 +178,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             loss, module = fn()
         losses_[variant] = float(loss)
         grads[variant] = {k: v.clone() for k, v in _grads(variant, module).items()}
-    walls = {v: [] for v in fns}
-    others = {v: [] for v in fns}
-    for _ in range(args.repeats):
-        for variant, fn in fns.items():
-            with Timer() as t:
-                fn()
-            walls[variant].append(t.wall)
-            others[variant].append(t.other_cpu)
-        print("  " + ", ".join(f"{v} {w[-1]:.2f}s" for v, w in walls.items()), file=sys.stderr)
+    walls, others = time_interleaved(
+        fns,
+        args.repeats,
+        lambda walls: print("  " + ", ".join(f"{v} {w[-1]:.2f}s" for v, w in walls.items()), file=sys.stderr),
+    )
     samples = args.batch_size * args.segment
     for variant in fns:
         entry = summarize(walls[variant], others[variant])

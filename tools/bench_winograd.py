@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bench_inference import Timer, matmul_gflops, physical_cores, summarize
+from bench_inference import matmul_gflops, physical_cores, summarize, time_interleaved
 from bench_report import write_report
 
 from waveflow.nn.winograd import dilated_conv3
@@ -87,14 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for fn in fns.values():
                 for _ in range(args.warmup):
                     fn()
-            walls = {k: [] for k in fns}
-            others = {k: [] for k in fns}
-            for _ in range(args.repeats):
-                for k, fn in fns.items():
-                    with Timer() as timer:
-                        fn()
-                    walls[k].append(timer.wall)
-                    others[k].append(timer.other_cpu)
+            walls, others = time_interleaved(fns, args.repeats)
             flop = direct_flop * (3 if use == "train" else 1)
             result = {}
             for k in fns:

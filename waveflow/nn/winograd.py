@@ -25,6 +25,8 @@ over the tile axis: a few memory-bound passes, against ``m + 2`` compute-bound c
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -60,7 +62,13 @@ TILES = tuple(TRANSFORMS)
 
 
 def _matrices(m: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return tuple(torch.tensor(v, dtype=like.dtype, device=like.device) for v in TRANSFORMS[m])  # type: ignore[return-value]
+    return _matrices_for(m, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=16)
+def _matrices_for(m: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """``(B^T, G, A^T)`` as tensors, built once per tile, dtype and device (read-only)."""
+    return tuple(torch.tensor(v, dtype=dtype, device=device) for v in TRANSFORMS[m])  # type: ignore[return-value]
 
 
 def _layout(t: int, d: int, m: int) -> tuple[int, int]:
