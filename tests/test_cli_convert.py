@@ -67,13 +67,29 @@ def test_convert_errors(nvidia_fixtures, tmp_path, capsys):
     assert cli.main(["convert", str(missing), str(tmp_path / "out.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
 
-    model = WaveGlow(presets.waveglow_tiny())
-    ours = save_checkpoint(tmp_path / "ours.pt", model, presets.tacotron2_mel())
-    assert cli.main(["convert", str(ours), str(tmp_path / "out.pt")]) == 2
-    assert "is a waveflow checkpoint" in capsys.readouterr().err
-
     same = tmp_path / "same.pt"
     same.write_bytes((nvidia_fixtures / CHECKPOINTS["dle"]).read_bytes())
     assert cli.main(["convert", str(same), str(same)]) == 2
     assert "is the input file" in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_convert_strips_a_training_checkpoint_to_its_model(tmp_path, capsys):
+    """A waveflow training checkpoint keeps model, mel, step and CPU time; the optimizer goes."""
+
+    model = WaveGlow(presets.compact_tiny())
+    training_state = {"trainer": {"step": 12}, "optimizer": {"state": {}, "param_groups": []}}
+    ours = save_checkpoint(
+        tmp_path / "ours.pt", model, presets.tacotron2_mel(), training_state=training_state,
+        metadata={"cpu_seconds": 3.5, "experiment": {"x": 1}},
+    )  # fmt: skip
+    out = tmp_path / "model.pt"
+    assert cli.main(["convert", str(ours), str(out), "--fold-weight-norm"]) == 0
+    assert "training step 12" in capsys.readouterr().out
+    stripped = load_checkpoint(out)
+    assert stripped.training_state is None and stripped.weight_norm_folded
+    assert stripped.metadata["training_step"] == 12 and stripped.metadata["cpu_seconds"] == 3.5
+    a, b = model.eval(), stripped.build_model()
+    mel, z = torch.randn(1, 80, 3), torch.randn(1, 16, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(b.decode(z, mel), a.decode(z, mel), atol=1e-5, rtol=0)

@@ -3,7 +3,7 @@
 Layers (a module may import from its own layer or lower ones):
   0  config, presets, flows, nn, audio.features
   1  model, losses
-  2  checkpoint, interop, data, audio.io, audio (package)
+  2  checkpoint, pretrained, interop, data, audio.io, audio (package)
   3  train, infer, eval
   4  cli, __main__
 ``flows`` never imports ``nn``.
@@ -30,6 +30,7 @@ LAYERS = [
     ("model", 1),
     ("losses", 1),
     ("checkpoint", 2),
+    ("pretrained", 2),
     ("interop", 2),
     ("data", 2),
     ("audio", 2),

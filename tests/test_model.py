@@ -10,7 +10,15 @@ from tests.flows.test_contract import randomize_
 from waveflow.config import ModelConfig, WaveNetConfig
 from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
-from waveflow.presets import glow, nice, realnvp, waveglow_ljspeech, waveglow_paper, waveglow_tiny
+from waveflow.presets import (
+    compact_tiny,
+    glow,
+    nice,
+    realnvp,
+    waveglow_ljspeech,
+    waveglow_paper,
+    waveglow_tiny,
+)
 
 
 def tiny(**changes) -> ModelConfig:
@@ -25,6 +33,9 @@ VARIANTS = {
     "clamped": tiny(log_scale_clamp=2.0),
     "no_weight_norm": tiny(weight_norm=False),
     "no_early_outputs": tiny(n_early_size=0),
+    "compact": compact_tiny(),
+    "compact_shared": compact_tiny().replace(share_wavenet=True),
+    "compact_clamped_lu": compact_tiny().replace(log_scale_clamp=3.0, mixing="conv1x1_lu", actnorm=True),
 }
 
 
@@ -48,7 +59,7 @@ def test_every_coupling_is_identity_at_init(name):
     for step in model.flow.steps:
         c = step.coupling.num_channels
         x = torch.randn(2, c, 16)
-        cond = torch.randn(2, model.n_mels * model.n_group, 16)
+        cond = torch.randn(2, model.config.cond_size, 16)
         with torch.no_grad():
             y, logdet = step.coupling(x, cond)
         assert torch.equal(y, x)

@@ -198,6 +198,11 @@ class WaveNetConfig(ConfigBase):
     n_layers: int = 8
     n_channels: int = 256
     kernel_size: int = 3
+    # Depthwise-separable dilated convolutions (SqueezeWave): a per-channel dilated convolution
+    # followed by a pointwise one, ~kernel_size times fewer multiply-adds than a dense one.
+    separable: bool = False
+    # Dilations 1, 2, ..., 2 ** (cycle - 1), then again from 1 (None: 2 ** i for every layer, NVIDIA).
+    dilation_cycle: int | None = None
 
     def validate(self) -> None:
         _require(self.n_layers >= 1, f"wavenet.n_layers must be >= 1, got {self.n_layers}")
@@ -205,6 +210,14 @@ class WaveNetConfig(ConfigBase):
         _require(
             self.kernel_size >= 1 and self.kernel_size % 2 == 1,
             f"wavenet.kernel_size must be odd (the convolution is non-causal and centred), got {self.kernel_size}",
+        )
+        _require(
+            self.dilation_cycle is None or self.dilation_cycle >= 1,
+            f"wavenet.dilation_cycle must be >= 1, got {self.dilation_cycle}",
+        )
+        _require(
+            self.dilation_cycle is None or self.separable,
+            "wavenet.dilation_cycle is only implemented for separable WaveNets (wavenet.separable: true)",
         )
 
 
@@ -218,6 +231,13 @@ class ModelConfig(ConfigBase):
     or ``none``.
     ``alternate_halves``: odd steps transform the first half instead of the second (RealNVP's
     alternating masks).
+    ``conditioning``: how the mel reaches the couplings. ``upsample`` (WaveGlow): a transposed
+    convolution to audio rate, grouped like the audio (``n_mels * n_group`` channels).
+    ``frame``: the compact family (SqueezeWave-style): a small convolutional encoder at frame rate
+    (``cond_channels`` channels, ``cond_kernel_size`` frames around each hop) whose output is
+    repeated for the ``hop_length / n_group`` positions of each frame; no audio-rate upsampler.
+    ``share_wavenet``: steps that see the same number of channels share one coupling network
+    (WG-WaveNet); each step keeps its own 1x1 mixing.
     """
 
     n_mels: int = 80
@@ -234,10 +254,24 @@ class ModelConfig(ConfigBase):
     actnorm: bool = False
     log_scale_clamp: float | None = None
     weight_norm: bool = True
+    conditioning: typing.Literal["upsample", "frame"] = "upsample"
+    cond_channels: int = 128
+    cond_kernel_size: int = 4
+    share_wavenet: bool = False
+
+    @property
+    def cond_size(self) -> int:
+        """Channels of the conditioning tensor every coupling network receives."""
+        return self.n_mels * self.n_group if self.conditioning == "upsample" else self.cond_channels
 
     def validate(self) -> None:
         super().validate()
         _require(self.n_mels >= 1, f"model.n_mels must be >= 1, got {self.n_mels}")
+        _require(self.cond_channels >= 1, f"model.cond_channels must be >= 1, got {self.cond_channels}")
+        _require(
+            self.cond_kernel_size >= 2 and self.cond_kernel_size % 2 == 0,
+            f"model.cond_kernel_size must be even and >= 2 (frames around each hop), got {self.cond_kernel_size}",
+        )
         _require(self.hop_length >= 1, f"model.hop_length must be >= 1, got {self.hop_length}")
         _require(
             self.upsample_kernel_size >= self.hop_length,
@@ -346,6 +380,18 @@ class TrainConfig(ConfigBase):
     keep_best: bool = True
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before the run stops
     num_audio_samples: int = 2  # validation utterances synthesized for TensorBoard
+    # Exponential moving average of the weights: validation, TensorBoard samples and every saved
+    # model use the average (the raw weights travel in the training state for --resume). None: off.
+    ema_decay: float | None = None
+    # Auxiliary multi-resolution STFT loss on audio synthesized by the inverse flow from
+    # z ~ N(0, aux_sigma^2) (WG-WaveNet), added to the exact NLL with this weight every
+    # aux_every steps. 0: pure likelihood training. The NLL is logged either way.
+    aux_stft_weight: float = 0.0
+    aux_sigma: float = 0.6
+    aux_every: int = 1
+    # Stop (as if interrupted, resumable) once the run has used this much CPU time, all sessions
+    # together. None: no limit. Used to compare training recipes at an equal compute budget.
+    max_cpu_minutes: float | None = None
 
     def validate(self) -> None:
         _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
@@ -357,7 +403,23 @@ class TrainConfig(ConfigBase):
             _require(
                 self.grad_clip_norm > 0, f"train.grad_clip_norm must be positive, got {self.grad_clip_norm}"
             )
-        for name in ("log_every", "validate_every", "checkpoint_every", "keep_last", "max_nonfinite_steps"):
+        if self.ema_decay is not None:
+            _require(0 < self.ema_decay < 1, f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
+        _require(self.aux_stft_weight >= 0, f"train.aux_stft_weight must be >= 0, got {self.aux_stft_weight}")
+        _require(self.aux_sigma >= 0, f"train.aux_sigma must be >= 0, got {self.aux_sigma}")
+        if self.max_cpu_minutes is not None:
+            _require(
+                self.max_cpu_minutes > 0,
+                f"train.max_cpu_minutes must be positive, got {self.max_cpu_minutes}",
+            )
+        for name in (
+            "log_every",
+            "validate_every",
+            "checkpoint_every",
+            "keep_last",
+            "max_nonfinite_steps",
+            "aux_every",
+        ):
             _require(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
 
 

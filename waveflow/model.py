@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from waveflow import losses
 from waveflow.config import ModelConfig
@@ -31,24 +32,43 @@ from waveflow.flows import (
     squeeze,
     unsqueeze,
 )
-from waveflow.nn import MelUpsampler, WaveNet
+from waveflow.nn import FrameConditioner, MelUpsampler, SeparableWaveNet, WaveNet
 
 
-def _build_step(cfg: ModelConfig, k: int, num_channels: int) -> FlowStep:
-    cond_channels = cfg.n_mels * cfg.n_group
-    n_a = num_channels // 2
-    n_b = num_channels - n_a
-    out_channels = 2 * n_b if cfg.coupling == "affine" else n_b
+def _build_conditioner(cfg: ModelConfig, n_a: int, out_channels: int) -> nn.Module:
     wn = cfg.wavenet
-    conditioner = WaveNet(
+    if wn.separable:
+        return SeparableWaveNet(
+            n_a,
+            out_channels,
+            cfg.cond_size,
+            wn.n_layers,
+            wn.n_channels,
+            wn.kernel_size,
+            dilation_cycle=wn.dilation_cycle,
+            weight_norm=cfg.weight_norm,
+        )
+    return WaveNet(
         n_a,
         out_channels,
-        cond_channels,
+        cfg.cond_size,
         wn.n_layers,
         wn.n_channels,
         wn.kernel_size,
         weight_norm=cfg.weight_norm,
     )
+
+
+def _build_step(
+    cfg: ModelConfig, k: int, num_channels: int, shared: dict[tuple[int, int], nn.Module]
+) -> FlowStep:
+    n_a = num_channels // 2
+    n_b = num_channels - n_a
+    out_channels = 2 * n_b if cfg.coupling == "affine" else n_b
+    if cfg.share_wavenet:  # one network for every step of this width (WG-WaveNet)
+        conditioner = shared.setdefault((n_a, out_channels), _build_conditioner(cfg, n_a, out_channels))
+    else:
+        conditioner = _build_conditioner(cfg, n_a, out_channels)
     swap = cfg.alternate_halves and k % 2 == 1
     coupling: Flow
     if cfg.coupling == "affine":
@@ -80,11 +100,23 @@ class WaveGlow(nn.Module):
         self.n_mels = config.n_mels
         self.n_group = config.n_group
         self.hop_length = config.hop_length
-        self.upsample = MelUpsampler(config.n_mels, config.hop_length, config.upsample_kernel_size)
+        self.upsample: MelUpsampler | FrameConditioner
+        if config.conditioning == "upsample":
+            self.upsample = MelUpsampler(config.n_mels, config.hop_length, config.upsample_kernel_size)
+        else:
+            self.upsample = FrameConditioner(
+                config.n_mels,
+                config.hop_length,
+                config.n_group,
+                config.cond_channels,
+                config.cond_kernel_size,
+                weight_norm=config.weight_norm,
+            )
         schedule = EarlyOutputSchedule.compute(
             config.n_flows, config.n_group, config.n_early_every, config.n_early_size
         )
-        steps = [_build_step(config, k, schedule.channels[k]) for k in range(config.n_flows)]
+        shared: dict[tuple[int, int], nn.Module] = {}
+        steps = [_build_step(config, k, schedule.channels[k], shared) for k in range(config.n_flows)]
         self.flow = MultiScaleFlow(steps, schedule)
 
     @classmethod
@@ -130,9 +162,55 @@ class WaveGlow(nn.Module):
 
     # -- conditioning -----------------------------------------------------------------------
     def condition(self, mel: Tensor, num_samples: int) -> Tensor:
-        """Upsample ``mel`` to ``num_samples`` and group it: ``(B, n_mels * n_group, num_samples / n_group)``."""
+        """The couplings' conditioning of the first ``num_samples`` samples: ``(B, cond_size, num_samples / n_group)``.
+
+        WaveGlow: the mel upsampled to audio rate and grouped (``n_mels * n_group`` channels);
+        compact flows: the frame-rate encoding (:class:`~waveflow.nn.FrameConditioner`).
+        """
+        if isinstance(self.upsample, FrameConditioner):
+            return self.upsample(mel, num_samples)
         up = self.upsample(mel, num_samples)  # (B, n_mels, T)
         return squeeze(up, self.n_group)  # channel = mel_bin * n_group + j
+
+    def cond_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
+        """Mel frames ``[f0, f1)`` that the conditioning of samples ``[start, stop)`` depends on."""
+        return self.upsample.frame_range(start, stop, num_frames)
+
+    def samples_covered(self, num_frames: int) -> int:
+        """The most audio samples ``num_frames`` mel frames can condition."""
+        if isinstance(self.upsample, FrameConditioner):
+            return num_frames * self.hop_length
+        return self.upsample.output_length(num_frames)
+
+    @property
+    def cond_lookahead(self) -> int:
+        """Samples past a sample whose mel frames its conditioning reads (0 for the upsampler)."""
+        if isinstance(self.upsample, FrameConditioner):
+            return (self.upsample.pad + 1) * self.hop_length
+        return 0
+
+    def condition_window(
+        self, mel: Tensor, mel_offset: int, start_group: int, num_groups: int, num_frames: int
+    ) -> Tensor:
+        """Conditioning of groups ``[start_group, start_group + num_groups)`` from a slice of the mel.
+
+        ``mel`` holds the absolute frames ``[mel_offset, mel_offset + mel.shape[2])`` of a sequence
+        of ``num_frames`` frames and must include :meth:`cond_frames` of the window. Equal to the
+        matching slice of :meth:`condition` over the whole sequence (up to rounding).
+        """
+        g, hop = self.n_group, self.hop_length
+        if isinstance(self.upsample, FrameConditioner):
+            return self.upsample.window(mel, mel_offset, start_group * g, num_groups * g, num_frames)
+        first = start_group * g - mel_offset * hop  # window start relative to the slice's first sample
+        upsampled = self.upsample.conv(
+            mel
+        )  # (B, n_mels, hop * (f - 1) + kernel), sample 0 = mel_offset * hop
+        if first < 0 or first + num_groups * g > upsampled.shape[2]:
+            raise ValueError(
+                f"mel frames [{mel_offset}, {mel_offset + mel.shape[2]}) do not cover samples "
+                f"[{start_group * g}, {(start_group + num_groups) * g})"
+            )
+        return squeeze(upsampled[:, :, first : first + num_groups * g], g)  # (B, n_mels * g, W)
 
     # -- directions -------------------------------------------------------------------------
     def forward(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,4 +302,8 @@ class WaveGlow(nn.Module):
         """Fold weight normalisation into plain weights (outputs unchanged). Returns ``self``."""
         for step in self.flow.steps:
             step.coupling.conditioner.remove_weight_norm()
+        if isinstance(self.upsample, FrameConditioner):
+            for m in self.upsample.modules():
+                if isinstance(m, nn.Conv1d) and parametrize.is_parametrized(m, "weight"):
+                    parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
         return self

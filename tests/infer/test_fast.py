@@ -29,7 +29,14 @@ EDGE_CASES = {
     "odd_upsample_kernel": waveglow_tiny().replace(upsample_kernel_size=1000),
     "one_layer": waveglow_tiny().replace(wavenet=WaveNetConfig(n_layers=1, n_channels=8, kernel_size=3)),
 }
-CONFIGS = {**VARIANTS, **EDGE_CASES}
+# The fast engine compiles WaveGlow's (upsampled conditioning, dense WaveNets); the compact family
+# has its own cheap inverse (the model's) and is refused (test below).
+CONFIGS = {**{k: v for k, v in VARIANTS.items() if v.conditioning == "upsample"}, **EDGE_CASES}
+
+
+def test_compact_models_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="upsampled"):
+        FastWaveGlow.from_model(random_model(VARIANTS["compact"]))
 
 
 def _inputs(cfg, batch=2, frames=3, seed=0):

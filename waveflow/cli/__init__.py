@@ -26,7 +26,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "waveflow.cli.latent",
     "waveflow.cli.evaluate",
     "waveflow.cli.prepare",
+    "waveflow.cli.prepare_corpus",
     "waveflow.cli.demo",
+    "waveflow.cli.pretrained_cmd",
 )
 
 

@@ -198,9 +198,22 @@ def make_output_dir(path: str | os.PathLike[str]) -> Path:
 
 # -- checkpoints ------------------------------------------------------------------------------------------
 def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or the shipped file of a registered name (``waveflow pretrained``).
+
+    A file of that name in the working directory wins over the registry.
+    """
+    from waveflow import pretrained
+
     path = Path(path)
+    if not path.exists() and pretrained.is_registered(str(path)):
+        return pretrained.resolve(str(path))
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        hint = (
+            f" (and not a registered name: {', '.join(pretrained.names())})"
+            if os.sep not in str(path)
+            else ""
+        )
+        raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
     if path.is_dir():
         raise CLIError(f"checkpoint {path} is a folder; name the checkpoint file")
     return path

@@ -1,4 +1,9 @@
-"""``waveflow convert NVIDIA.pt OUT.pt``: turn an NVIDIA WaveGlow checkpoint into a waveflow one.
+"""``waveflow convert IN.pt OUT.pt``: an NVIDIA WaveGlow checkpoint, or a waveflow training
+checkpoint, to a waveflow model file.
+
+A waveflow training checkpoint keeps its model (the weight average, when the run kept one), mel
+settings, training step and CPU time; the optimizer and the rest of the training state are
+dropped, which is how a model is packaged for inference or shipping (with ``--fold-weight-norm``).
 
 The input may be an NVIDIA/waveglow training checkpoint (a pickled ``glow.WaveGlow``, read through
 an allow list so no code from the file runs), a DeepLearningExamples/torch.hub checkpoint or a bare
@@ -18,11 +23,13 @@ MEL_PRESETS = ("tacotron2", "hifigan", "espnet")
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "convert",
-        help="convert an NVIDIA WaveGlow checkpoint (both formats) to a waveflow checkpoint",
+        help="convert an NVIDIA WaveGlow checkpoint (both formats), or strip a training checkpoint, to a model file",
         description=(__doc__ or "").replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", type=Path, help="NVIDIA checkpoint (.pt, or .pt.xz)")
+    parser.add_argument(
+        "input", type=Path, help="NVIDIA checkpoint (.pt, or .pt.xz) or waveflow training checkpoint"
+    )
     parser.add_argument("output", type=Path, help="waveflow checkpoint to write")
     parser.add_argument(
         "--mel-preset",
@@ -50,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     if dst.exists() and src.exists() and os.path.samefile(src, dst):
         raise CLIError(f"output {dst} is the input file; choose another path")
+    if _is_waveflow_checkpoint(src):
+        return _strip(src, dst, args.fold_weight_norm)
     mel = {"tacotron2": presets.tacotron2_mel, "hifigan": presets.hifigan_mel, "espnet": presets.espnet_mel}[
         args.mel_preset
     ]()
@@ -83,4 +92,39 @@ def run(args: argparse.Namespace) -> int:
         f"f {mel.f_min:g}-{mel.f_max if mel.f_max is not None else mel.sample_rate / 2:g} Hz"
     )
     print(f"wrote     {dst}")
+    return 0
+
+
+def _is_waveflow_checkpoint(path: Path) -> bool:
+    from waveflow.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except (ValueError, OSError, RuntimeError, EOFError):
+        return False
+    return True
+
+
+def _strip(src: Path, dst: Path, fold_weight_norm: bool) -> int:
+    """A waveflow checkpoint -> its model, mel settings and provenance, without training state."""
+    from waveflow.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(src)
+    model = ckpt.build_model()
+    if fold_weight_norm:
+        model.remove_weight_norm()
+    metadata = {k: v for k, v in ckpt.metadata.items() if k in ("experiment", "cpu_seconds")}
+    if ckpt.training_state is not None:
+        metadata["training_step"] = ckpt.training_state["trainer"]["step"]
+        metadata["weight_average"] = "ema" in ckpt.training_state
+    metadata["converted_from"] = src.name
+    save_checkpoint(dst, model, ckpt.config.mel, metadata=metadata)
+    num_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"read      {src} (waveflow{', training step ' + str(metadata['training_step']) if 'training_step' in metadata else ''})"
+    )
+    print(
+        f"weights   {num_params:,} parameters, weight norm {'folded' if fold_weight_norm else 'as trained'}"
+    )
+    print(f"wrote     {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
     return 0

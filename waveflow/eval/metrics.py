@@ -31,12 +31,12 @@ import torch
 
 from waveflow.audio.features import MelSpectrogram
 from waveflow.eval.f0 import f0_metrics
+from waveflow.losses import STFT_RESOLUTIONS, stft_distance_terms
 from waveflow.presets import tacotron2_mel
 
 PESQ_SAMPLE_RATE = 16000
 # (n_fft, hop_length, win_length)
-MRSTFT_RESOLUTIONS: tuple[tuple[int, int, int], ...] = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
-_POWER_FLOOR = 1e-7
+MRSTFT_RESOLUTIONS = STFT_RESOLUTIONS
 _MEL_F_MAX = 8000.0
 
 
@@ -125,47 +125,19 @@ def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, *, exten
     return float(_stoi(reference, estimate, sample_rate, extended=extended))
 
 
-def _stft_magnitude(audio: torch.Tensor, n_fft: int, hop_length: int, win_length: int) -> torch.Tensor:
-    window = torch.hann_window(win_length, periodic=True, dtype=audio.dtype)
-    spec = torch.stft(
-        audio,
-        n_fft=n_fft,
-        hop_length=hop_length,
-        win_length=win_length,
-        window=window,
-        center=True,
-        pad_mode="reflect",
-        return_complex=True,
-    )  # (n_fft // 2 + 1, frames)
-    # Floor the power, not the magnitude (as ParallelWaveGAN): numerically silent bins then sit at
-    # sqrt(1e-7) ~ -70 dB instead of dominating the log distance.
-    return (spec.real.square() + spec.imag.square()).clamp(min=_POWER_FLOOR).sqrt()
-
-
 def multi_resolution_stft_distance(
     reference: np.ndarray,
     estimate: np.ndarray,
     resolutions: tuple[tuple[int, int, int], ...] = MRSTFT_RESOLUTIONS,
 ) -> STFTDistance:
-    """Spectral convergence + log-magnitude L1, averaged over ``resolutions`` (n_fft, hop, win)."""
+    """Spectral convergence + log-magnitude L1, averaged over ``resolutions`` (n_fft, hop, win).
+
+    The same arithmetic as the auxiliary training loss (:func:`waveflow.losses.stft_distance_terms`).
+    """
     reference, estimate = _pair(reference, estimate)
-    if not resolutions:
-        raise ValueError("resolutions must name at least one (n_fft, hop_length, win_length)")
-    ref = torch.from_numpy(reference)
-    est = torch.from_numpy(estimate)
-    convergence, log_l1 = [], []
-    for n_fft, hop_length, win_length in resolutions:
-        if ref.numel() <= n_fft // 2:
-            raise ValueError(
-                f"signals of {ref.numel()} samples are too short for an STFT with n_fft={n_fft} "
-                f"(reflect padding needs more than {n_fft // 2})"
-            )
-        mag_ref = _stft_magnitude(ref, n_fft, hop_length, win_length)
-        mag_est = _stft_magnitude(est, n_fft, hop_length, win_length)
-        # The power floor keeps ||S_r|| > 0 even for a silent reference.
-        convergence.append(float(torch.linalg.norm(mag_ref - mag_est) / torch.linalg.norm(mag_ref)))
-        log_l1.append(float((mag_ref.log() - mag_est.log()).abs().mean()))
-    sc, lm = float(np.mean(convergence)), float(np.mean(log_l1))
+    with torch.no_grad():
+        sc_t, lm_t = stft_distance_terms(torch.from_numpy(estimate), torch.from_numpy(reference), resolutions)
+    sc, lm = float(sc_t), float(lm_t)
     return STFTDistance(total=sc + lm, spectral_convergence=sc, log_magnitude_l1=lm)
 
 

@@ -148,6 +148,10 @@ class WaveGlowInference(nn.Module):
 
     def __init__(self, model: WaveGlow):
         super().__init__()
+        if model.config.conditioning != "upsample" or model.config.wavenet.separable:
+            raise ValueError(
+                "export covers WaveGlow's architecture; the compact family cannot be exported yet"
+            )
         model = folded_copy(model)
         schedule = model.schedule
         self.n_mels, self.n_group = model.n_mels, model.n_group

@@ -61,6 +61,7 @@ global setting (``torch.set_num_threads``; the physical core count is best).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -77,6 +78,7 @@ from waveflow.flows import (
 from waveflow.infer.streaming import chunk_windows, context_groups
 from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
+from waveflow.nn.upsample import upsample_frame_range
 from waveflow.nn.winograd import TRANSFORMS
 
 __all__ = ["FastWaveGlow", "folded_cond_bytes"]
@@ -396,6 +398,11 @@ class FastWaveGlow(nn.Module):
         ``fold_upsampler``: fold the mel upsampler into every step's conditioning (faster, but
         stores :func:`folded_cond_bytes` of weights: 2.0 GB for NVIDIA's model).
         """
+        if model.config.conditioning != "upsample" or model.config.wavenet.separable:
+            raise ValueError(
+                "the fast engine compiles WaveGlow's upsampled conditioning and dense WaveNets; "
+                "this model is of the compact family (use its own inverse: engine='plain')"
+            )
         return cls(model, fold_upsampler)
 
     def _fold(self, up_w: Tensor, up_b: Tensor, w_c: Tensor, b_c: Tensor) -> tuple[Tensor, Tensor]:
@@ -505,7 +512,7 @@ class FastWaveGlow(nn.Module):
                 self.context_groups,
                 g,
                 self.hop_length,
-                self.kernel_size,
+                functools.partial(upsample_frame_range, self.hop_length, self.kernel_size),
             )
         )
         if len(windows) == 1:

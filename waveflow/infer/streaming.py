@@ -54,13 +54,13 @@ latent this way: the same seed gives the same noise offline, chunked and streame
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from waveflow.flows import squeeze, unsqueeze
+from waveflow.flows import unsqueeze
 from waveflow.model import WaveGlow
 
 LATENT_BLOCK_GROUPS = 4096
@@ -136,18 +136,8 @@ class LatentStream:
 
 # -- windowed decoding -------------------------------------------------------------------------------
 def frames_for_samples(model: WaveGlow, start: int, stop: int, num_frames: int) -> tuple[int, int]:
-    """Mel frames ``[f0, f1)`` whose upsampled output covers samples ``[start, stop)`` exactly.
-
-    Frame ``f`` reaches samples ``[f * hop, f * hop + kernel)``; frames before ``f0`` end before
-    ``start`` and frames from ``f1`` on begin at or after ``stop``.
-    """
-    return _frame_range(model.hop_length, model.upsample.kernel_size, start, stop, num_frames)
-
-
-def _frame_range(hop: int, kernel: int, start: int, stop: int, num_frames: int) -> tuple[int, int]:
-    f0 = max(0, (start - kernel) // hop + 1)
-    f1 = min(num_frames, -(-stop // hop))  # ceil(stop / hop)
-    return f0, f1
+    """Mel frames ``[f0, f1)`` that the conditioning of samples ``[start, stop)`` reads (the model's rule)."""
+    return model.cond_frames(start, stop, num_frames)
 
 
 def chunk_windows(
@@ -157,13 +147,14 @@ def chunk_windows(
     context: int,
     n_group: int,
     hop_length: int,
-    kernel_size: int,
+    frame_range: Callable[[int, int, int], tuple[int, int]],
 ) -> Iterator[tuple[int, int, int, int, int, int]]:
     """The windows of chunked offline synthesis: per chunk ``(a, b, w0, w1, f0, f1)``.
 
     Groups ``[a, b)`` (at most ``chunk_groups``) are kept from the window ``[w0, w1)``, which adds
     ``context`` groups each side (cut at the sequence ends); mel frames ``[f0, f1)`` are the ones
-    that reach the window. Raises ``ValueError`` when ``z`` and the mel disagree in length.
+    that reach the window (``frame_range(start_sample, stop_sample, num_frames)``, the model's
+    alignment rule). Raises ``ValueError`` when ``z`` and the mel disagree in length.
     """
     if chunk_groups < 1:
         raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
@@ -174,7 +165,7 @@ def chunk_windows(
     for a in range(0, num_groups, chunk_groups):
         b = min(num_groups, a + chunk_groups)
         w0, w1 = max(0, a - context), min(num_groups, b + context)
-        f0, f1 = _frame_range(hop_length, kernel_size, w0 * n_group, w1 * n_group, num_frames)
+        f0, f1 = frame_range(w0 * n_group, w1 * n_group, num_frames)
         yield a, b, w0, w1, f0, f1
 
 
@@ -185,33 +176,29 @@ def decode_window(
     start: int,
     mel_offset: int = 0,
     keep: tuple[int, int] | None = None,
+    num_frames: int | None = None,
 ) -> Tensor:
     """Inverse flow over one window of groups ``[start, start + W)``; returns the audio of ``keep``.
 
     ``z``: ``(B, n_group, W)``, the latent of the window. ``mel``: ``(B, n_mels, f)`` holding
     absolute frames ``[mel_offset, mel_offset + f)``, which must include every frame that reaches
     the window (see :func:`frames_for_samples`). ``keep``: absolute groups ``[a, b)`` inside the
-    window to return (default: all), as audio ``(B, (b - a) * n_group)``.
+    window to return (default: all), as audio ``(B, (b - a) * n_group)``. ``num_frames``: frames
+    of the whole sequence (default: the slice reaches its end), where frame-rate conditioning
+    repeats the last frame.
 
     The window shrinks as the steps run: after inverting step ``k`` only the groups within
     ``sum(context of steps < k)`` of ``keep`` can still matter, so the rest is cut off. Groups of
     ``keep`` closer than :func:`context_groups` to a window edge that is not an edge of the whole
     sequence are approximate (see the module docstring).
     """
-    g, hop = model.n_group, model.hop_length
+    g = model.n_group
     width = z.shape[2]
     keep_lo, keep_hi = (0, width) if keep is None else (keep[0] - start, keep[1] - start)
     if not 0 <= keep_lo < keep_hi <= width:
         raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
-    first_sample = start * g - mel_offset * hop  # window start relative to the mel slice's first sample
-    upsampled = model.upsample.conv(mel)  # (B, n_mels, hop * (f - 1) + kernel), sample 0 = mel_offset * hop
-    if first_sample < 0 or first_sample + width * g > upsampled.shape[2]:
-        raise ValueError(
-            f"mel frames [{mel_offset}, {mel_offset + mel.shape[2]}) do not cover samples "
-            f"[{start * g}, {(start + width) * g})"
-        )
-    cond = squeeze(upsampled[:, :, first_sample : first_sample + width * g], g)  # (B, n_mels * g, W)
-    del upsampled
+    total_frames = mel_offset + mel.shape[2] if num_frames is None else num_frames
+    cond = model.condition_window(mel, mel_offset, start, width, total_frames)  # (B, cond_size, W)
 
     # MultiScaleFlow.inverse, step by step, trimming x (window groups [lo, hi)) as context is used up.
     flow = model.flow
@@ -245,14 +232,16 @@ def synthesize_chunked(model: WaveGlow, mel: Tensor, z: Tensor, chunk_groups: in
             context_groups(model),
             g,
             model.hop_length,
-            model.upsample.kernel_size,
+            model.cond_frames,
         )
     )
     if len(windows) == 1:
         return decode_window(model, mel, z, 0)
     audio = torch.empty(mel.shape[0], z.shape[2] * g, device=z.device, dtype=z.dtype)
     for a, b, w0, w1, f0, f1 in windows:
-        audio[:, a * g : b * g] = decode_window(model, mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0, keep=(a, b))
+        audio[:, a * g : b * g] = decode_window(
+            model, mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0, keep=(a, b), num_frames=mel.shape[2]
+        )
     return audio
 
 
@@ -305,7 +294,8 @@ class StreamingSynthesizer:
     ):
         self.model = model
         g = model.n_group
-        exact = context_groups(model)
+        # Exact right context: the flow's, plus the frames the conditioning reads ahead.
+        exact = context_groups(model) + -(-model.cond_lookahead // g)
         for name, value in (
             ("left_context", left_context),
             ("right_context", right_context),
@@ -375,7 +365,9 @@ class StreamingSynthesizer:
         z = st.z[:, :, w0 - st.z_start : available - st.z_start].to(mel.device, mel.dtype)
         end_of_tail = boundary + self.overlap if not st.finished else boundary
         # Audio of [emitted, end_of_tail): the final part, then the provisional tail.
-        window = decode_window(model, mel, z, w0, f0, keep=(st.emitted, end_of_tail))[0]
+        window = decode_window(
+            model, mel, z, w0, f0, keep=(st.emitted, end_of_tail), num_frames=st.frames_received
+        )[0]
         new = window[: (boundary - st.emitted) * g]
         if st.tail is not None:
             o = st.tail.shape[0]

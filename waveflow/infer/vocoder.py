@@ -214,6 +214,25 @@ class Vocoder(nn.Module):
         return cls(model.to(dev), config.mel, precision=precision, engine=engine)
 
     @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "default",
+        *,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        engine: str = "auto",
+    ) -> Vocoder:
+        """A model shipped inside the package, by registered name (``waveflow pretrained`` lists them).
+
+        ``Vocoder.from_pretrained()`` is the default model; nothing is downloaded.
+        """
+        from waveflow import pretrained
+
+        return cls.from_checkpoint(
+            pretrained.resolve(name), device=device, precision=precision, engine=engine
+        )
+
+    @classmethod
     def from_model(
         cls,
         model: WaveGlow,
@@ -462,6 +481,10 @@ class Vocoder(nn.Module):
                     f"engine='fast' runs on the CPU in fp32, not on {self.device} in {self.dtype}"
                 )
             return None
+        if self.model.config.conditioning != "upsample":
+            if self.engine == "fast":
+                raise ValueError("engine='fast' is WaveGlow's (upsampled conditioning); this model has none")
+            return None
         if self._fast is None:
             fold = self.engine == "fast" or folded_cond_bytes(self.model) <= FOLD_MAX_BYTES
             self.__dict__["_fast"] = FastWaveGlow.from_model(self.model, fold_upsampler=fold)
@@ -629,7 +652,7 @@ class Vocoder(nn.Module):
                 raise ValueError(f"score takes one clip (T,), got shape {tuple(audio_t.shape)}")
             audio_t = audio_t[0]
         mel = self.mel_spectrogram(audio_t.to(self.device))  # (n_mels, F)
-        covered = (mel.shape[1] - 1) * self.hop_length + self.model.upsample.kernel_size
+        covered = self.model.samples_covered(mel.shape[1])
         num_samples = min(audio_t.shape[0], covered) // self.n_group * self.n_group
         if num_samples == 0:
             raise ValueError(f"audio of {audio_t.shape[0]} samples is too short to score")

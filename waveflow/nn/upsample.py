@@ -12,6 +12,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def upsample_frame_range(hop: int, kernel: int, start: int, stop: int, num_frames: int) -> tuple[int, int]:
+    """Frames ``[f0, f1)`` whose upsampled output reaches samples ``[start, stop)``.
+
+    Frame ``f`` reaches samples ``[f * hop, f * hop + kernel)``: frames before ``f0`` end before
+    ``start``, frames from ``f1`` on begin at or after ``stop``.
+    """
+    return max(0, (start - kernel) // hop + 1), min(num_frames, -(-stop // hop))
+
+
 class MelUpsampler(nn.Module):
     """``(B, n_mels, F)`` -> ``(B, n_mels, num_samples)`` with a learned transposed convolution."""
 
@@ -23,6 +32,10 @@ class MelUpsampler(nn.Module):
         self.hop_length = hop_length
         self.kernel_size = kernel_size
         self.conv = nn.ConvTranspose1d(n_mels, n_mels, kernel_size, stride=hop_length)
+
+    def frame_range(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
+        """Frames ``[f0, f1)`` that samples ``[start, stop)`` depend on (:func:`upsample_frame_range`)."""
+        return upsample_frame_range(self.hop_length, self.kernel_size, start, stop, num_frames)
 
     def output_length(self, num_frames: int) -> int:
         return self.hop_length * (num_frames - 1) + self.kernel_size

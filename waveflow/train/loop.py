@@ -55,6 +55,7 @@ from waveflow.model import WaveGlow
 from waveflow.train import distributed
 from waveflow.train.batches import batches_per_epoch, epoch_loader
 from waveflow.train.distributed import DistributedEnv
+from waveflow.train.ema import ExponentialMovingAverage
 from waveflow.train.logging import RunLogger
 from waveflow.train.run_dir import RunDir
 from waveflow.train.state import TrainerState, capture_rng_state, parameter_sha256, restore_rng_state
@@ -305,9 +306,10 @@ def _run(
         model.parameters(), lr=tcfg.learning_rate, betas=tcfg.adam_betas, weight_decay=tcfg.weight_decay
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    ema = ExponentialMovingAverage(model, tcfg.ema_decay) if tcfg.ema_decay is not None else None
     state = TrainerState()
     if checkpoint is not None:
-        state = _restore(checkpoint, model, optimizer, scaler, config, env, logger)
+        state = _restore(checkpoint, model, optimizer, scaler, ema, config, env, logger)
     ddp_model = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if env.is_distributed
@@ -337,12 +339,13 @@ def _run(
         logger.message("no data.validation_files: validation NLL and best.pt are off")
 
     # -- the loop ------------------------------------------------------------------------------------
-    saver = _Checkpointer(run, model, config, optimizer, scaler, env, logger)
+    saver = _Checkpointer(run, model, config, optimizer, scaler, env, logger, ema)
     last_saved, last_checkpoint = (state.step, checkpoint.path) if checkpoint is not None else (-1, None)
     window = _Window()
     stopping = False  # set on every rank at once (see the flags below)
     model.train()
     batches = _batches(train_set, env, state, config, pin_memory=device.type == "cuda")
+    cpu_clock = time.process_time()
     try:
         for audio in itertools.islice(batches, max(0, tcfg.max_steps - state.step)):
             audio = audio.to(device, non_blocking=True)  # (B / world_size, segment_length)
@@ -366,18 +369,23 @@ def _run(
                 state.nonfinite_batches += 1
                 why = "NaN/Inf audio in the batch"
             else:
-                loss, nvidia_loss, grad_norm = _optimize(
-                    ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype
+                loss, nvidia_loss, grad_norm, aux = _optimize(
+                    ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype, state.step
                 )
                 good = math.isfinite(loss) and math.isfinite(grad_norm)
+                if good and ema is not None:
+                    ema.update(model)
                 if not good:
                     state.nonfinite_steps += 1
                 why = f"loss {loss}, gradient norm {grad_norm}"
             state.step += 1
             state.batch_in_epoch += 1
+            now = time.process_time()
+            state.cpu_seconds += now - cpu_clock
+            cpu_clock = now
             if good:
                 state.consecutive_nonfinite = 0
-                window.add(loss, nvidia_loss, grad_norm)
+                window.add(loss, nvidia_loss, grad_norm, aux)
             else:
                 state.consecutive_nonfinite += 1
                 window.skipped += 1
@@ -392,6 +400,7 @@ def _run(
                     lr=lr,
                     skipped_total=state.nonfinite_steps,
                     bad_batches_total=state.nonfinite_batches,
+                    cpu_s=state.cpu_seconds,
                     **record,
                 )
                 window = _Window()
@@ -401,10 +410,17 @@ def _run(
                     )
             logger.progress(state.step)
 
-            done = state.step == tcfg.max_steps
+            budget_spent = False
+            if tcfg.max_cpu_minutes is not None:  # every rank stops at the same step
+                spent = torch.tensor(float(state.cpu_seconds >= 60 * tcfg.max_cpu_minutes), device=device)
+                budget_spent = bool(distributed.all_reduce_(spent, "max").item())
+            done = state.step == tcfg.max_steps or budget_spent
             improved = False
             if val_set is not None and (state.step % tcfg.validate_every == 0 or done):
-                improved = _validate(model, mel_fn, val_set, config, env, device, amp_dtype, state, logger)
+                with ema.applied(model) if ema is not None else contextlib.nullcontext():
+                    improved = _validate(
+                        model, mel_fn, val_set, config, env, device, amp_dtype, state, logger
+                    )
             diverged = state.consecutive_nonfinite >= tcfg.max_nonfinite_steps
             periodic = state.step % tcfg.checkpoint_every == 0 or done or diverged
             if periodic or (improved and tcfg.keep_best):
@@ -416,6 +432,12 @@ def _run(
                 )
                 if periodic:
                     last_saved, last_checkpoint = state.step, path
+            if budget_spent:
+                logger.message(
+                    f"step {state.step}: train.max_cpu_minutes={tcfg.max_cpu_minutes} reached "
+                    f"({state.cpu_seconds / 60:.1f} CPU-minutes)"
+                )
+                break
             if diverged:
                 logger.record("end", step=state.step, status="diverged")
                 raise TrainingDivergedError(
@@ -462,14 +484,23 @@ def _restore(
     model: WaveGlow,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
+    ema: ExponentialMovingAverage | None,
     config: ExperimentConfig,
     env: DistributedEnv,
     logger: RunLogger,
 ) -> TrainerState:
-    """Load weights, optimizer, scaler and RNG states from ``checkpoint``; return the loop counters."""
+    """Load weights, optimizer, scaler, weight average and RNG states from ``checkpoint``; return
+    the loop counters. With an average, the checkpoint's model holds the average and the training
+    weights are in ``training_state["raw_state_dict"]``."""
     tcfg = config.train
     training_state = checkpoint.training_state or {}
-    model.load_state_dict(checkpoint.state_dict)
+    model.load_state_dict(training_state.get("raw_state_dict") or checkpoint.state_dict)
+    if ema is not None:
+        if training_state.get("ema"):
+            ema.load_state_dict(training_state["ema"])
+        else:  # the run had no average so far: start it from the current weights
+            ema.shadow = {name: p.detach().clone() for name, p in model.named_parameters()}
+            logger.message("train.ema_decay is set but the checkpoint holds no average: starting one now")
     optimizer.load_state_dict(training_state["optimizer"])
     for group in optimizer.param_groups:  # the current config sets the hyper-parameters
         group.update(betas=tcfg.adam_betas, weight_decay=tcfg.weight_decay)
@@ -529,8 +560,13 @@ def _optimize(
     tcfg: TrainConfig,
     device: torch.device,
     amp_dtype: torch.dtype,
-) -> tuple[float, float, float]:
-    """One training step on ``audio`` ``(B, T)``: returns ``(loss, nvidia_loss, grad_norm)``.
+    step: int,
+) -> tuple[float, float, float, float | None]:
+    """One training step on ``audio`` ``(B, T)``: returns ``(nll, nvidia_loss, grad_norm, aux)``.
+
+    With ``train.aux_stft_weight > 0`` (on every ``aux_every``-th step) the flow is also run
+    backwards from ``z ~ N(0, aux_sigma^2)`` on the same mels and the multi-resolution STFT
+    loss of that audio against the batch is added to the NLL; ``aux`` is its value (else None).
 
     The losses are averaged over ranks and the gradient norm (before clipping) is the same on
     every rank (DDP averages the gradients), so all ranks agree on whether the step is finite.
@@ -542,7 +578,13 @@ def _optimize(
         z, logdet = ddp_model(audio, mel)  # z (B, n_group, T / n_group), logdet (B,) float32
     # The loss in float32, outside autocast: a sum over ~1e5 samples per item.
     loss = losses.nll(z.float(), logdet.float(), tcfg.sigma).mean()
-    scaler.scale(loss).backward()
+    total, aux = loss, None
+    if tcfg.aux_stft_weight > 0 and step % tcfg.aux_every == 0:
+        with _autocast(device, amp_dtype):
+            generated, _ = model.inverse(torch.randn_like(z) * tcfg.aux_sigma, mel)  # (B, T)
+        aux = losses.multi_resolution_stft_loss(generated.float(), audio)
+        total = loss + tcfg.aux_stft_weight * aux
+    scaler.scale(total).backward()
     scaler.unscale_(optimizer)  # clip and measure the true gradient (no-op unless fp16)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm or math.inf).item()
     nvidia = losses.nvidia_loss(z.detach().float(), logdet.detach().float(), tcfg.sigma).mean()
@@ -551,7 +593,8 @@ def _optimize(
         scaler.step(optimizer)
     scaler.update()  # with fp16, an overflow lowers the loss scale
     optimizer.zero_grad(set_to_none=True)
-    return loss_value, nvidia_value, grad_norm
+    aux_value = None if aux is None else float(aux.detach())
+    return loss_value, nvidia_value, grad_norm, aux_value
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -568,10 +611,14 @@ class _Window:
         self.steps = 0
         self.skipped = 0
         self.sums = [0.0, 0.0, 0.0]  # loss, nvidia_loss, grad_norm
+        self.aux_sum, self.aux_steps = 0.0, 0
 
-    def add(self, loss: float, nvidia_loss: float, grad_norm: float) -> None:
+    def add(self, loss: float, nvidia_loss: float, grad_norm: float, aux: float | None = None) -> None:
         self.steps += 1
         self.sums = [s + v for s, v in zip(self.sums, (loss, nvidia_loss, grad_norm))]
+        if aux is not None:
+            self.aux_sum += aux
+            self.aux_steps += 1
 
     def summary(self, samples_per_step: int) -> dict[str, float | int | None]:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
@@ -583,6 +630,7 @@ class _Window:
             "grad_norm": mean[2],
             "samples_per_s": (self.steps + self.skipped) * samples_per_step / elapsed,
             "skipped": self.skipped,
+            "aux_stft": self.aux_sum / self.aux_steps if self.aux_steps else None,
         }
 
 
@@ -676,6 +724,7 @@ class _Checkpointer:
     scaler: torch.amp.GradScaler
     env: DistributedEnv
     logger: RunLogger
+    ema: ExponentialMovingAverage | None = None
 
     def save(self, state: TrainerState, *, reason: str, step_file: bool, best: bool) -> Path | None:
         """Collective: every rank contributes its RNG state and waits at the barrier until rank 0
@@ -693,16 +742,28 @@ class _Checkpointer:
                 "world_size": self.env.world_size,
                 "global_batch_size": self.config.train.batch_size,
             }
-            metadata = {"experiment": self.config.to_dict(), "reason": reason}
+            metadata = {
+                "experiment": self.config.to_dict(),
+                "reason": reason,
+                "cpu_seconds": state.cpu_seconds,
+            }
             path = self.run.checkpoint_path(state.step) if step_file else self.run.best
-            save_checkpoint(
-                path, self.model, self.config.mel, training_state=training_state, metadata=metadata
-            )
+            if self.ema is not None:  # the saved model is the average; the training weights ride along
+                training_state["raw_state_dict"] = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
+                training_state["ema"] = self.ema.state_dict()
+            with self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext():
+                save_checkpoint(
+                    path, self.model, self.config.mel, training_state=training_state, metadata=metadata
+                )
             if step_file:
                 self.run.point(self.run.last, path)
                 if best:
                     self.run.point(self.run.best, path)
                 self.run.prune(self.config.train.keep_last)
-            self.logger.record("checkpoint", step=state.step, path=str(path), reason=reason)
+            self.logger.record(
+                "checkpoint", step=state.step, path=str(path), reason=reason, cpu_s=state.cpu_seconds
+            )
         distributed.barrier()
         return path

@@ -36,6 +36,7 @@ class TrainerState:
     nonfinite_batches: int = 0  # batches skipped because their audio held NaN/Inf, in total
     consecutive_nonfinite: int = 0  # skipped steps in a row (either cause); reset by a good step
     best_val_nll: float = math.inf
+    cpu_seconds: float = 0.0  # CPU time of this rank over every session of the run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
