@@ -7,6 +7,7 @@ windowed/streamed synthesis being exact, the presets and the recipe configs.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,29 @@ def test_config_rules_of_the_family():
 
 def test_compact_recipe_config_path_exists():
     assert Path(REPO / "recipes" / "speech_corpus" / "configs" / "compact.yaml").is_file()
+
+
+def test_vocoder_runs_a_compact_model_on_every_entry_point():
+    from waveflow.config import MelConfig
+    from waveflow.infer.vocoder import Vocoder
+
+    mel_config = MelConfig(
+        sample_rate=8000, n_fft=256, win_length=256, hop_length=HOP, n_mels=16, f_max=4000.0
+    )
+    vocoder = Vocoder.from_model(tiny_model(), mel_config)
+    vocoder.check_mel = False
+    mel = torch.randn(16, 50) - 4.0
+    audio, lengths = vocoder(mel, generator=torch.Generator().manual_seed(3))
+    assert audio.shape == (1, 50 * HOP) and int(lengths[0]) == 50 * HOP and torch.isfinite(audio).all()
+    streamed = torch.cat(
+        list(
+            vocoder.stream(
+                [mel[:, i : i + 7] for i in range(0, 50, 7)], generator=torch.Generator().manual_seed(3)
+            )
+        )
+    )
+    torch.testing.assert_close(streamed, audio[0], atol=1e-5, rtol=0)
+    scored = vocoder.score(audio[0].numpy() * 0.5, 8000)
+    assert math.isfinite(scored["nats_per_sample"]) and scored["num_samples"] == 50 * HOP
+    with pytest.raises(ValueError, match="compact"):
+        Vocoder.from_model(tiny_model(), mel_config, engine="fast")

@@ -51,14 +51,19 @@ def reference_flops(cfg: ModelConfig, num_frames: int, batch_size: int = 1) -> d
     wn = cfg.wavenet
     c, n_layers, k = wn.n_channels, wn.n_layers, wn.kernel_size
     out: dict[str, int] = {}
-    # ConvTranspose1d: every input frame scatters n_mels x kernel values into n_mels outputs.
-    out["upsample"] = 2 * num_frames * cfg.n_mels * cfg.n_mels * cfg.upsample_kernel_size
+    if cfg.conditioning == "frame":  # frame-rate encoder: a K-frame conv and a 1x1 conv per hop
+        cc = cfg.cond_channels
+        out["upsample"] = 2 * num_frames * (cfg.n_mels * cfg.cond_kernel_size * cc + cc * cc)
+    else:  # ConvTranspose1d: every input frame scatters n_mels x kernel values into n_mels outputs.
+        out["upsample"] = 2 * num_frames * cfg.n_mels * cfg.n_mels * cfg.upsample_kernel_size
+    # A dense K-tap conv C -> 2C, or (separable) a per-channel K-tap conv and a 1x1 conv C -> 2C.
+    dilated = c * k + c * 2 * c if wn.separable else (c * k) * (2 * c)
     per_group = {"cond_layer": 0, "start": 0, "in_layers": 0, "res_skip": 0, "end": 0, "mix": 0}
     for channels in _schedule(cfg).channels:
         n_a = channels // 2
-        per_group["cond_layer"] += 2 * (cfg.n_mels * cfg.n_group) * (2 * c * n_layers)
+        per_group["cond_layer"] += 2 * cfg.cond_size * (2 * c * n_layers)
         per_group["start"] += 2 * n_a * c
-        per_group["in_layers"] += 2 * n_layers * (c * k) * (2 * c)
+        per_group["in_layers"] += 2 * n_layers * dilated
         per_group["res_skip"] += 2 * ((n_layers - 1) * c * 2 * c + c * c)
         per_group["end"] += 2 * c * _out_channels(cfg, channels)
         if cfg.mixing in ("conv1x1", "conv1x1_lu"):  # a channel reversal is indexing, no arithmetic

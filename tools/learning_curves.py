@@ -12,7 +12,7 @@ end, since machines of one kind differ by up to 2.5x in speed.
         --plot tools/results/learning_curves.png
 
 JSON: ``{"machine", "settings", "griffin_lim": {metric: mean}, "runs": {label: [{"step",
-"cpu_minutes", "checkpoint", metric: mean, ...}, ...]}, "peers": {...}}``.
+"cpu_minutes", "checkpoint", metric: mean, ...}, ...]}, "extra_curves": {label: [...]}}``.
 """
 
 from __future__ import annotations
@@ -119,14 +119,23 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": {},
     }
-    if args.peers:
-        report["peers"] = json.loads(Path(args.peers).read_text())
+    for path in args.extra_curves:
+        report.setdefault("extra_curves", {}).update(json.loads(Path(path).read_text()))
+    done: dict[str, dict[str, Any]] = {}
+    if args.reuse is not None and args.reuse.is_file():
+        old = json.loads(args.reuse.read_text())
+        done = {p["checkpoint"]: p for curve in old["runs"].values() for p in curve}
+    # Griffin-Lim is scored on the first checkpoint evaluated here; with everything reused, it comes from the old report.
     started = time.perf_counter()
+    old: dict[str, Any] = {}
     gl_rows: list[dict[str, float]] = []
     for label_dir in args.run:
         label, _, run_dir = label_dir.partition("=")
         curve = []
         for point in pick(checkpoints_of(Path(run_dir)), args.every_minutes):
+            if point["path"] in done and (gl_rows or old.get("griffin_lim") is not None):
+                curve.append(done[point["path"]])
+                continue
             vocoder = Vocoder.from_checkpoint(point["path"], device="cpu")
             rows = []
             for index, path in enumerate(references):
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             curve.append(entry)
             print(json.dumps({"run": label, **entry}), flush=True)
         report["runs"][label] = curve
-    report["griffin_lim"] = mean_scores(gl_rows) if gl_rows else None
+    report["griffin_lim"] = mean_scores(gl_rows) if gl_rows else (old.get("griffin_lim") if done else None)
     report["machine"]["matmul_gflops_end"] = matmul_gflops()
     report["wall_s"] = time.perf_counter() - started
     write_report(report, args.out)
@@ -178,9 +187,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
         gl = (report.get("griffin_lim") or {}).get(metric)
         if gl is not None and math.isfinite(gl):
             ax.axhline(gl, color="black", linestyle="--", linewidth=1, label="Griffin-Lim (32 it.)")
-        for peer, values in (report.get("peers") or {}).items():
-            if values.get(metric) is not None:
-                ax.axhline(values[metric], color="grey", linestyle=":", linewidth=1, label=peer)
+        for label, curve in (report.get("extra_curves") or {}).items():
+            xs = [p["cpu_minutes"] for p in curve]
+            ax.plot(
+                xs,
+                [p[metric] for p in curve],
+                color="grey",
+                linestyle=":",
+                marker="s",
+                markersize=3,
+                label=label,
+            )
         ax.set_xlabel("training CPU-minutes")
         ax.set_title(names[metric], fontsize=10)
         ax.grid(alpha=0.3)

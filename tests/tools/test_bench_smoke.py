@@ -82,6 +82,20 @@ def test_flop_counts_match_torch_counter(tools, name, frames):
         assert counter.get_total_flops() == flops.fast_flops(cfg, frames, 2, fold_upsampler=fold)["total"]
 
 
+@pytest.mark.parametrize("frames", [2, 5])
+def test_flop_count_of_the_compact_family_matches_torch_counter(tools, frames):
+    """The frame-rate encoder and the separable convolutions, counted by hand and by torch."""
+    flops = tools["flops"]
+    cfg = VARIANTS["compact"]
+    model = random_model(cfg)
+    mel = torch.randn(2, cfg.n_mels, frames)
+    z = torch.randn(2, cfg.n_group, frames * cfg.hop_length // cfg.n_group)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.decode(z, mel)
+    # torch counts a grouped (depthwise) convolution as a dense one divided by the groups: equal.
+    assert counter.get_total_flops() == flops.reference_flops(cfg, frames, batch_size=2)["total"]
+
+
 def test_flops_of_nvidias_model(tools):
     """The issue's figures: ~448 GFLOP per second of audio for the reference, ~300 for the folded
     fast path with direct dilated convs, ~212 with Winograd F(4, 3) (half of those convs' 183)."""

@@ -69,6 +69,9 @@ DEFAULT_CHUNK_FRAMES = 384
 # so its windows can be longer: 2048 frames (24 s) cost ~0.5 GB for NVIDIA's model, and the exact
 # context each side (3060 groups there) adds 9% of work instead of 50% at 384 frames.
 FAST_CHUNK_FRAMES = 2048
+# Frame-rate (compact) models run one position per frame: 4096 frames (48 s) hold ~30 MB of
+# activations, and their context (~100 frames each side) then adds 5% of work.
+COMPACT_CHUNK_FRAMES = 4096
 ENGINES = ("auto", "fast", "plain")
 # The largest folded conditioning weight the "auto" engine accepts (waveglow_small: 126 MB;
 # NVIDIA's model: 2.0 GB, which stays unfolded unless engine="fast").
@@ -151,7 +154,8 @@ class Vocoder(nn.Module):
         mel_config: its mel convention (``n_mels`` and ``hop_length`` must match the model).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see the module docstring).
         chunk_frames: long mels are synthesized in windows of this many frames (plus context);
-            ``None``: ``FAST_CHUNK_FRAMES`` with the fast engine, ``DEFAULT_CHUNK_FRAMES`` otherwise.
+            ``None``: ``COMPACT_CHUNK_FRAMES`` for frame-rate models, ``FAST_CHUNK_FRAMES`` with the
+            fast engine, ``DEFAULT_CHUNK_FRAMES`` otherwise.
     """
 
     denoiser: Denoiser | None
@@ -179,6 +183,8 @@ class Vocoder(nn.Module):
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if engine == "fast" and (device.type != "cpu" or dtype != torch.float32):
             raise ValueError(f"engine='fast' runs on the CPU in fp32, not on {device} in {precision}")
+        if engine == "fast" and model.config.conditioning != "upsample":
+            raise ValueError("engine='fast' compiles WaveGlow's architecture; this model is of the compact family")
         self.model = model.eval().remove_weight_norm().to(dtype)
         self.engine = engine
         self.__dict__["_fast"] = None  # FastWaveGlow, built on first use (not a submodule: CPU only)
@@ -469,6 +475,8 @@ class Vocoder(nn.Module):
     def _chunk_frames(self, fast: bool) -> int:
         if self.chunk_frames is not None:
             return self.chunk_frames
+        if self.model.config.conditioning == "frame":
+            return COMPACT_CHUNK_FRAMES
         return FAST_CHUNK_FRAMES if fast else DEFAULT_CHUNK_FRAMES
 
     def _fast_engine(self) -> FastWaveGlow | None:
@@ -483,7 +491,9 @@ class Vocoder(nn.Module):
             return None
         if self.model.config.conditioning != "upsample":
             if self.engine == "fast":
-                raise ValueError("engine='fast' is WaveGlow's (upsampled conditioning); this model has none")
+                raise ValueError(
+                    "engine='fast' compiles WaveGlow's architecture; this model is of the compact family"
+                )
             return None
         if self._fast is None:
             fold = self.engine == "fast" or folded_cond_bytes(self.model) <= FOLD_MAX_BYTES
