@@ -184,7 +184,9 @@ class Vocoder(nn.Module):
         if engine == "fast" and (device.type != "cpu" or dtype != torch.float32):
             raise ValueError(f"engine='fast' runs on the CPU in fp32, not on {device} in {precision}")
         if engine == "fast" and model.config.conditioning != "upsample":
-            raise ValueError("engine='fast' compiles WaveGlow's architecture; this model is of the compact family")
+            raise ValueError(
+                "engine='fast' compiles WaveGlow's architecture; this model is of the compact family"
+            )
         self.model = model.eval().remove_weight_norm().to(dtype)
         self.engine = engine
         self.__dict__["_fast"] = None  # FastWaveGlow, built on first use (not a submodule: CPU only)
