@@ -100,7 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--griffin-lim-iters", type=int, default=32)
     parser.add_argument(
-        "--peers", default=None, help="JSON of reference systems to carry into the report and plot"
+        "--extra-curves",
+        action="append",
+        default=[],
+        help="JSON {label: [points]} of another system's curve (e.g. tools/peer_hifigan.py evaluate)",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="an earlier report: its scored checkpoints are taken from there instead of re-scored",
     )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the curves (needs matplotlib)")
@@ -122,18 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.extra_curves:
         report.setdefault("extra_curves", {}).update(json.loads(Path(path).read_text()))
     done: dict[str, dict[str, Any]] = {}
+    old: dict[str, Any] = {}
     if args.reuse is not None and args.reuse.is_file():
         old = json.loads(args.reuse.read_text())
         done = {p["checkpoint"]: p for curve in old["runs"].values() for p in curve}
-    # Griffin-Lim is scored on the first checkpoint evaluated here; with everything reused, it comes from the old report.
+    # Griffin-Lim is scored with the first checkpoint scored here; with everything reused, it comes from the old report.
     started = time.perf_counter()
-    old: dict[str, Any] = {}
     gl_rows: list[dict[str, float]] = []
     for label_dir in args.run:
         label, _, run_dir = label_dir.partition("=")
         curve = []
         for point in pick(checkpoints_of(Path(run_dir)), args.every_minutes):
-            if point["path"] in done and (gl_rows or old.get("griffin_lim") is not None):
+            if point["path"] in done:
                 curve.append(done[point["path"]])
                 continue
             vocoder = Vocoder.from_checkpoint(point["path"], device="cpu")
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             curve.append(entry)
             print(json.dumps({"run": label, **entry}), flush=True)
         report["runs"][label] = curve
-    report["griffin_lim"] = mean_scores(gl_rows) if gl_rows else (old.get("griffin_lim") if done else None)
+    report["griffin_lim"] = mean_scores(gl_rows) if gl_rows else old.get("griffin_lim")
     report["machine"]["matmul_gflops_end"] = matmul_gflops()
     report["wall_s"] = time.perf_counter() - started
     write_report(report, args.out)

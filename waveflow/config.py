@@ -387,6 +387,9 @@ class TrainConfig(ConfigBase):
     # z ~ N(0, aux_sigma^2) (WG-WaveNet), added to the exact NLL with this weight every
     # aux_every steps. 0: pure likelihood training. The NLL is logged either way.
     aux_stft_weight: float = 0.0
+    # The same, with the L1 distance of the (training front end's) log-mel spectrograms (HiFi-GAN's
+    # reconstruction loss); both may be on, and the inverse pass is shared.
+    aux_mel_weight: float = 0.0
     aux_sigma: float = 0.6
     aux_every: int = 1
     # Stop (as if interrupted, resumable) once the run has used this much CPU time, all sessions
@@ -406,6 +409,7 @@ class TrainConfig(ConfigBase):
         if self.ema_decay is not None:
             _require(0 < self.ema_decay < 1, f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
         _require(self.aux_stft_weight >= 0, f"train.aux_stft_weight must be >= 0, got {self.aux_stft_weight}")
+        _require(self.aux_mel_weight >= 0, f"train.aux_mel_weight must be >= 0, got {self.aux_mel_weight}")
         _require(self.aux_sigma >= 0, f"train.aux_sigma must be >= 0, got {self.aux_sigma}")
         if self.max_cpu_minutes is not None:
             _require(

@@ -249,3 +249,34 @@ def test_perf_table_renders_the_benchmarks(tools, tmp_path, capsys):
             / json.loads(train.read_text())["variants"]["waveflow"]["times_s"][0]
         )
         assert f"| {ratio:.2f} ({ratio:.2f}–{ratio:.2f}) |" in train_row
+
+
+# -- learning_curves ---------------------------------------------------------------------------------
+def test_learning_curves_score_a_run_and_reuse_a_report(tmp_path, monkeypatch):
+    import yaml
+
+    from tests.train.conftest import base_config, write_corpus
+    from waveflow.train import load_config, train
+
+    monkeypatch.syspath_prepend(str(TOOLS))
+    import learning_curves
+
+    clips = write_corpus(tmp_path, [4000, 4000], "clip")
+    data = base_config(clips, None)
+    data["train"].update(max_steps=2, checkpoint_every=1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    train(load_config(tmp_path / "c.yaml"), tmp_path / "run")
+    out, png = tmp_path / "curves.json", tmp_path / "curves.png"
+    argv = ["--run", f"tiny={tmp_path / 'run'}", "--filelist", str(clips), "--griffin-lim-iters", "2"]
+    assert learning_curves.main([*argv, "--out", str(out), "--plot", str(png)]) == 0
+    report = json.loads(out.read_text())
+    curve = report["runs"]["tiny"]
+    assert [p["step"] for p in curve] == [1, 2]
+    assert 0 < curve[0]["cpu_minutes"] < curve[1]["cpu_minutes"]
+    assert all(-1 <= p["stoi"] <= 1 and p["mrstft"] > 0 for p in curve)
+    assert report["griffin_lim"]["mrstft"] > 0 and png.stat().st_size > 1000
+    # Reusing the report scores nothing again.
+    monkeypatch.setattr(learning_curves, "score", lambda *a: pytest.fail("re-scored a reused checkpoint"))
+    again = tmp_path / "again.json"
+    assert learning_curves.main([*argv, "--reuse", str(out), "--out", str(again)]) == 0
+    assert json.loads(again.read_text())["runs"] == report["runs"]

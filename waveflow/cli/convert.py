@@ -50,11 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from waveflow import presets
     from waveflow.checkpoint import save_checkpoint
     from waveflow.cli import CLIError
+    from waveflow.cli._inputs import check_checkpoint_path
     from waveflow.config import VocoderConfig
     from waveflow.interop import nvidia
     from waveflow.model import WaveGlow
 
-    src, dst = Path(args.input), Path(args.output)
+    src, dst = check_checkpoint_path(args.input), Path(args.output)
     if dst.exists() and src.exists() and os.path.samefile(src, dst):
         raise CLIError(f"output {dst} is the input file; choose another path")
     if _is_waveflow_checkpoint(src):

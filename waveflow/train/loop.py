@@ -564,9 +564,10 @@ def _optimize(
 ) -> tuple[float, float, float, float | None]:
     """One training step on ``audio`` ``(B, T)``: returns ``(nll, nvidia_loss, grad_norm, aux)``.
 
-    With ``train.aux_stft_weight > 0`` (on every ``aux_every``-th step) the flow is also run
-    backwards from ``z ~ N(0, aux_sigma^2)`` on the same mels and the multi-resolution STFT
-    loss of that audio against the batch is added to the NLL; ``aux`` is its value (else None).
+    With ``train.aux_stft_weight`` or ``aux_mel_weight`` above 0 (on every ``aux_every``-th step)
+    the flow is also run backwards from ``z ~ N(0, aux_sigma^2)`` on the same mels, and the
+    weighted multi-resolution STFT loss and log-mel L1 of that audio against the batch are added
+    to the NLL; ``aux`` is their weighted sum (else None).
 
     The losses are averaged over ranks and the gradient norm (before clipping) is the same on
     every rank (DDP averages the gradients), so all ranks agree on whether the step is finite.
@@ -579,11 +580,16 @@ def _optimize(
     # The loss in float32, outside autocast: a sum over ~1e5 samples per item.
     loss = losses.nll(z.float(), logdet.float(), tcfg.sigma).mean()
     total, aux = loss, None
-    if tcfg.aux_stft_weight > 0 and step % tcfg.aux_every == 0:
+    if (tcfg.aux_stft_weight > 0 or tcfg.aux_mel_weight > 0) and step % tcfg.aux_every == 0:
         with _autocast(device, amp_dtype):
             generated, _ = model.inverse(torch.randn_like(z) * tcfg.aux_sigma, mel)  # (B, T)
-        aux = losses.multi_resolution_stft_loss(generated.float(), audio)
-        total = loss + tcfg.aux_stft_weight * aux
+        generated = generated.float()
+        aux = audio.new_zeros(())
+        if tcfg.aux_stft_weight > 0:
+            aux = aux + tcfg.aux_stft_weight * losses.multi_resolution_stft_loss(generated, audio)
+        if tcfg.aux_mel_weight > 0:
+            aux = aux + tcfg.aux_mel_weight * (mel_fn(generated) - mel).abs().mean()
+        total = loss + aux
     scaler.scale(total).backward()
     scaler.unscale_(optimizer)  # clip and measure the true gradient (no-op unless fp16)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm or math.inf).item()
@@ -630,7 +636,7 @@ class _Window:
             "grad_norm": mean[2],
             "samples_per_s": (self.steps + self.skipped) * samples_per_step / elapsed,
             "skipped": self.skipped,
-            "aux_stft": self.aux_sum / self.aux_steps if self.aux_steps else None,
+            "aux_loss": self.aux_sum / self.aux_steps if self.aux_steps else None,
         }
 
 
