@@ -165,6 +165,11 @@ def test_vocoder_runs_a_compact_model_on_every_entry_point():
     vocoder.check_mel = False
     mel = torch.randn(16, 50) - 4.0
     audio, lengths = vocoder(mel, generator=torch.Generator().manual_seed(3))
+    # The vocoder's path (weight norm folded, 4096-frame windows) is the model's own inverse.
+    z = torch.randn(1, 16, 50 * HOP // 16)
+    with torch.no_grad():
+        expected = tiny_model().decode(z, mel[None])
+    torch.testing.assert_close(vocoder(mel, z=z)[0], expected, atol=1e-5, rtol=0)
     assert audio.shape == (1, 50 * HOP) and int(lengths[0]) == 50 * HOP and torch.isfinite(audio).all()
     streamed = torch.cat(
         list(

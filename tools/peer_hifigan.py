@@ -3,7 +3,8 @@
 A HiFi-GAN generator with 128 channels (V2 size, ``parallel_wavegan.models.HiFiGANGenerator``,
 PyPI ``parallel-wavegan==0.6.1``) trained, as in that toolkit's first phase before the
 discriminators start, on the L1 distance of log-mel spectrograms (weight 45, Adam 2e-4,
-betas 0.5/0.9), batches of 4 x 8192 samples, on the same corpus and file lists as waveflow's
+betas 0.5/0.9, gradient norm clipped at 10 as waveflow's candidates are; without clipping the
+generator diverged to NaN after 12 CPU-minutes here), batches of 4 x 8192 samples, on the same corpus and file lists as waveflow's
 candidates, until the process has used ``--minutes`` of CPU time. The mel is waveflow's
 Tacotron2 front end (natural-log, 80 bands, 0-8 kHz), so both systems see the same input.
 Checkpoints are written every ``--checkpoint-minutes`` of CPU time; ``--evaluate`` scores each
@@ -62,30 +63,53 @@ def train(args: argparse.Namespace) -> int:
     opt = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.9))
     data = SegmentDataset(read_filelist(args.filelist), 22050, args.segment, seed=args.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True)
-    start, step, next_save = time.process_time(), 0, args.checkpoint_minutes
+    spent, step, skipped = 0.0, 0, 0  # CPU minutes and steps of earlier sessions
+    if args.resume:  # weights, optimizer and counters of a checkpoint of this tool
+        state = torch.load(args.resume, weights_only=True)
+        gen.load_state_dict(state["generator"])
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+        spent, step = state["cpu_minutes"], state["step"]
+    start = time.process_time()
+    next_save = (int(spent // args.checkpoint_minutes) + 1) * args.checkpoint_minutes
     log = open(out / "log.jsonl", "a")
     while True:
         for audio in loader:  # (B, T)
             with torch.no_grad():
                 target = mel_fn(audio)  # (B, 80, T / hop + 1)
             fake = gen(target[:, :, :-1]).squeeze(1)  # (B, T)
+            step += 1
+            cpu_minutes = spent + (time.process_time() - start) / 60
+            if not torch.isfinite(fake).all():  # a diverging step is skipped, as waveflow's trainer does
+                skipped += 1
+                opt.zero_grad(set_to_none=True)
+                continue
             loss = 45.0 * (mel_fn(fake) - target).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            step += 1
-            cpu_minutes = (time.process_time() - start) / 60
+            grad_norm = torch.nn.utils.clip_grad_norm_(gen.parameters(), args.grad_clip)
+            if torch.isfinite(grad_norm):
+                opt.step()
+            else:
+                skipped += 1
             if step % 25 == 0:
                 log.write(
-                    json.dumps({"step": step, "cpu_minutes": cpu_minutes, "mel_loss": float(loss) / 45})
+                    json.dumps(
+                        {
+                            "step": step,
+                            "cpu_minutes": cpu_minutes,
+                            "mel_loss": float(loss) / 45,
+                            "skipped": skipped,
+                        }
+                    )
                     + "\n"
                 )
                 log.flush()
             done = cpu_minutes >= args.minutes
             if cpu_minutes >= next_save or done:
                 path = out / f"ckpt_{step:06d}.pt"
-                torch.save({"generator": gen.state_dict(), "step": step, "cpu_minutes": cpu_minutes,
-                            "channels": args.channels}, path)  # fmt: skip
+                torch.save({"generator": gen.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                            "cpu_minutes": cpu_minutes, "channels": args.channels}, path)  # fmt: skip
                 print(
                     json.dumps({"checkpoint": str(path), "step": step, "cpu_minutes": cpu_minutes}),
                     flush=True,
@@ -102,7 +126,13 @@ def evaluate(args: argparse.Namespace) -> int:
     mel_fn = MelSpectrogram.from_config(tacotron2_mel())
     references = read_filelist(args.filelist)
     curve = []
+    done = {}
+    if args.reuse is not None and Path(args.reuse).is_file():
+        done = {p["checkpoint"]: p for p in json.loads(Path(args.reuse).read_text())[args.label]}
     for path in sorted(Path(args.out_dir).glob("ckpt_*.pt")):
+        if str(path) in done:
+            curve.append(done[str(path)])
+            continue
         state = torch.load(path, weights_only=True)
         gen = generator(state["channels"])
         gen.load_state_dict(state["generator"])
@@ -138,11 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--seed", type=int, default=1234)
+    t.add_argument(
+        "--grad-clip", type=float, default=10.0, help="gradient-norm clipping (waveflow's candidates use 10)"
+    )
+    t.add_argument("--resume", default=None, help="continue from a checkpoint of this tool")
     e = sub.add_parser("evaluate")
     e.add_argument("--out-dir", required=True)
     e.add_argument("--filelist", required=True)
     e.add_argument("--label", default="HiFi-GAN V2-size, mel loss (parallel-wavegan 0.6.1)")
     e.add_argument("--out", required=True)
+    e.add_argument(
+        "--reuse", default=None, help="an earlier curve of this tool: its checkpoints are not re-scored"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     return train(args) if args.command == "train" else evaluate(args)

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
+from waveflow.nn.separable import pointwise
+
 
 class FrameConditioner(nn.Module):
     """``mel (B, n_mels, F)`` -> ``cond (B, channels, T / n_group)`` at (a multiple of) frame rate."""
@@ -81,7 +83,7 @@ class FrameConditioner(nn.Module):
                 f"needed for samples [{start}, {start + num_samples})"
             )
         h = F.leaky_relu(self.encode(mel.index_select(2, index)), 0.2)  # (B, C, j1 - j0)
-        h = self.project(h)
+        h = pointwise(self.project, h)
         if self.repeat > 1:
             h = h.repeat_interleave(self.repeat, dim=2)  # (B, C, (j1 - j0) * hop / g)
         first = (start - j0 * hop) // g

@@ -17,11 +17,25 @@ within the few dozen positions a training crop holds at frame rate.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from waveflow.nn.wavenet import gated_activation
+
+
+def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A 1x1 ``conv`` applied as one matrix product: ``(C_out, C_in) @ (B, C_in, T)``.
+
+    Same result as ``conv(x)`` up to rounding; on a CPU 2-3x faster than oneDNN's convolution at
+    the few hundred positions a frame-rate model sees per second of audio.
+    """
+    w = conv.weight[:, :, 0]  # (C_out, C_in)
+    bias = conv.bias if conv.bias is not None else w.new_zeros(w.shape[0])
+    if x.shape[0] == 1:  # no batch to broadcast over: one GEMM, no copies
+        return torch.addmm(bias[:, None], w, x[0]).unsqueeze(0)
+    return torch.baddbmm(bias[None, :, None], w.expand(x.shape[0], -1, -1), x)
 
 
 class SeparableWaveNet(nn.Module):
@@ -88,20 +102,20 @@ class SeparableWaveNet(nn.Module):
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(f"expected cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}")
         c = self.n_channels
-        conds = self.cond_layer(cond).split(2 * c, dim=1)  # L x (B, 2C, T)
-        h = self.start(x)
+        conds = pointwise(self.cond_layer, cond).split(2 * c, dim=1)  # L x (B, 2C, T)
+        h = pointwise(self.start, x)
         skip = None
         for i in range(self.n_layers):
-            a = self.pointwise[i](self.depthwise[i](h))
+            a = pointwise(self.pointwise[i], self.depthwise[i](h))
             g = gated_activation(a + conds[i], c)
-            r = self.res_skip_layers[i](g)
+            r = pointwise(self.res_skip_layers[i], g)
             if i < self.n_layers - 1:
                 res, s = r.split(c, dim=1)
                 h = h + res
             else:
                 s = r
             skip = s if skip is None else skip + s
-        return self.end(skip)
+        return pointwise(self.end, skip)
 
     def remove_weight_norm(self) -> None:
         """Fold ``g * v / ||v||`` into plain weights (idempotent)."""
