@@ -25,6 +25,9 @@ def test_registry_lists_the_default_and_its_file_is_intact(capsys):
     assert cli.main(["pretrained"]) == 0
     out = capsys.readouterr().out
     assert model.name in out and "alias: default" in out and "licence" in out
+    assert str(pretrained.HERE / model.card) in out
+    assert cli.main(["pretrained", "--sample"]) == 0
+    assert capsys.readouterr().out.strip() == str(pretrained.SAMPLE_CLIP)
 
 
 def test_a_corrupt_install_and_an_unknown_name_are_refused(monkeypatch, tmp_path):

@@ -33,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
         alias = f" (alias: {aliases[name]})" if name in aliases else ""
         size = f"{model.path.stat().st_size / 1e6:.1f} MB" if model.path.is_file() else "missing"
         print(f"{name}{alias}: {model.description}")
-        print(f"    licence: {model.licence}; file: {model.path} ({size}); card: {model.card}")
+        print(f"    licence: {model.licence}")
+        print(f"    file: {model.path} ({size}); card: {model.path.parent / model.card}")
     return 0

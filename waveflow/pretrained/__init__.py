@@ -38,7 +38,7 @@ _MODELS = (
         name="compact-speech-v1",
         file="compact_speech_v1.pt",
         sha256="af78ee67618258ae6db48c171c17b5a0b061f7e18a5497865a793d84c8eea9b2",
-        description="compact flow (5.2 M parameters, frame-rate conditioning) trained on CPUs on "
+        description="compact flow (5.1 M parameters, frame-rate conditioning) trained on CPUs on "
         "~29 minutes of multi-speaker, multi-lingual speech at 22.05 kHz, Tacotron2 mels",
         licence="CC-BY-SA-3.0 (derived from CC-BY-SA-3.0, CC-BY-3.0, BSD-like and CC0 recordings)",
         card="MODEL_CARD_compact-speech-v1.md",
