@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from waveflow import losses
 from waveflow.config import ModelConfig
@@ -33,6 +32,7 @@ from waveflow.flows import (
     unsqueeze,
 )
 from waveflow.nn import FrameConditioner, MelUpsampler, SeparableWaveNet, WaveNet
+from waveflow.nn.wavenet import fold_weight_norm
 
 
 def _build_conditioner(cfg: ModelConfig, n_a: int, out_channels: int) -> nn.Module:
@@ -303,7 +303,5 @@ class WaveGlow(nn.Module):
         for step in self.flow.steps:
             step.coupling.conditioner.remove_weight_norm()
         if isinstance(self.upsample, FrameConditioner):
-            for m in self.upsample.modules():
-                if isinstance(m, nn.Conv1d) and parametrize.is_parametrized(m, "weight"):
-                    parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            fold_weight_norm(self.upsample)
         return self

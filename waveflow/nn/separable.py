@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from waveflow.nn.wavenet import gated_activation
+from waveflow.nn.wavenet import check_inputs, fold_weight_norm, gated_activation
 
 
 def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
@@ -91,16 +90,7 @@ class SeparableWaveNet(nn.Module):
         return 2 * self.context + 1
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected x of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
-        if (
-            cond is None
-            or cond.dim() != 3
-            or cond.shape[1] != self.cond_channels
-            or cond.shape[2] != x.shape[2]
-        ):
-            got = None if cond is None else tuple(cond.shape)
-            raise ValueError(f"expected cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}")
+        check_inputs("SeparableWaveNet", x, cond, self.in_channels, self.cond_channels)
         c = self.n_channels
         conds = pointwise(self.cond_layer, cond).split(2 * c, dim=1)  # L x (B, 2C, T)
         h = pointwise(self.start, x)
@@ -119,6 +109,4 @@ class SeparableWaveNet(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold ``g * v / ||v||`` into plain weights (idempotent)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv1d) and parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        fold_weight_norm(self)

@@ -67,6 +67,22 @@ def gated_activation(a: Tensor, n_channels: int) -> Tensor:
     return _Gate.apply(a, n_channels)
 
 
+def check_inputs(name: str, x: Tensor, cond: Tensor | None, in_channels: int, cond_channels: int) -> None:
+    """``ValueError`` unless ``x`` is ``(B, in_channels, T)`` and ``cond`` ``(B, cond_channels, T)``."""
+    if x.dim() != 3 or x.shape[1] != in_channels:
+        raise ValueError(f"{name} expects x of shape (B, {in_channels}, T), got {tuple(x.shape)}")
+    if cond is None or cond.dim() != 3 or cond.shape[1] != cond_channels or cond.shape[2] != x.shape[2]:
+        got = None if cond is None else tuple(cond.shape)
+        raise ValueError(f"{name} expects cond of shape (B, {cond_channels}, {x.shape[2]}), got {got}")
+
+
+def fold_weight_norm(module: nn.Module) -> None:
+    """Fold ``g * v / ||v||`` into plain weights in every convolution of ``module`` (idempotent)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d) and parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+
+
 class WaveNet(nn.Module):
     """Conditioner ``(x_a, cond) -> (B, out_channels, T)`` with a finite receptive field.
 
@@ -133,18 +149,7 @@ class WaveNet(nn.Module):
         return 2 * self.context + 1
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(f"WaveNet expects x of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
-        if (
-            cond is None
-            or cond.dim() != 3
-            or cond.shape[1] != self.cond_channels
-            or cond.shape[2] != x.shape[2]
-        ):
-            got = None if cond is None else tuple(cond.shape)
-            raise ValueError(
-                f"WaveNet expects cond of shape (B, {self.cond_channels}, {x.shape[2]}), got {got}"
-            )
+        check_inputs("WaveNet", x, cond, self.in_channels, self.cond_channels)
         c, n_out, n_layers = self.n_channels, self.out_channels, self.n_layers
         # One GEMM conditions every layer. Views are taken with split, not slicing: in the backward,
         # each slice of a tensor zero-fills a gradient of the whole tensor (a quarter of a training
@@ -215,6 +220,4 @@ class WaveNet(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold ``g * v / ||v||`` into plain weights (idempotent)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv1d) and parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        fold_weight_norm(self)
