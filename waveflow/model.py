@@ -37,26 +37,10 @@ from waveflow.nn.wavenet import fold_weight_norm
 
 def _build_conditioner(cfg: ModelConfig, n_a: int, out_channels: int) -> nn.Module:
     wn = cfg.wavenet
+    sizes = (n_a, out_channels, cfg.cond_size, wn.n_layers, wn.n_channels, wn.kernel_size)
     if wn.separable:
-        return SeparableWaveNet(
-            n_a,
-            out_channels,
-            cfg.cond_size,
-            wn.n_layers,
-            wn.n_channels,
-            wn.kernel_size,
-            dilation_cycle=wn.dilation_cycle,
-            weight_norm=cfg.weight_norm,
-        )
-    return WaveNet(
-        n_a,
-        out_channels,
-        cfg.cond_size,
-        wn.n_layers,
-        wn.n_channels,
-        wn.kernel_size,
-        weight_norm=cfg.weight_norm,
-    )
+        return SeparableWaveNet(*sizes, dilation_cycle=wn.dilation_cycle, weight_norm=cfg.weight_norm)
+    return WaveNet(*sizes, weight_norm=cfg.weight_norm)
 
 
 def _build_step(
