@@ -15,6 +15,7 @@ import torch
 from waveflow import checkpoint, presets
 from waveflow.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
 from waveflow.config import MelConfig, VocoderConfig
+from waveflow.errors import CheckpointError
 from waveflow.model import WaveGlow
 
 N_MELS = 16
@@ -204,7 +205,8 @@ def test_truncated_file(tmp_path, model, keep):
     path.write_bytes(data[: int(len(data) * keep)])
     for load in (load_checkpoint, load_model):
         with pytest.raises(
-            ValueError, match=r"m\.pt is not a readable PyTorch checkpoint \(corrupt or truncated\?\)"
+            CheckpointError,
+            match=r"m\.pt is not a readable PyTorch checkpoint: the file is corrupt or truncated",
         ):
             load(path)
 

@@ -1,7 +1,7 @@
 """Import hygiene: the dependency direction of DESIGN.md §2, checked statically and in a fresh interpreter.
 
 Layers (a module may import from its own layer or lower ones):
-  0  config, presets, flows, nn, audio.features
+  0  config, errors, presets, flows, nn, audio.features
   1  model, losses
   2  checkpoint, pretrained, interop, data, audio.io, audio (package)
   3  train, infer, eval
@@ -21,6 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "waveflow"
 
 LAYERS = [
     ("config", 0),
+    ("errors", 0),
     ("fileio", 0),
     ("presets", 0),
     ("flows", 0),

@@ -16,12 +16,19 @@ No module objects are pickled, so loading never runs code from the file. Writes 
 checkpoint goes to a temporary file in the same directory, which is flushed, fsync'ed and renamed
 over the target; an interrupted write leaves any previous file untouched.
 
-:func:`load_model` also accepts NVIDIA checkpoints (see :mod:`waveflow.interop.nvidia`).
+:func:`read_checkpoint` and :func:`load_model` also accept NVIDIA checkpoints (see
+:mod:`waveflow.interop.nvidia`, the safe reader every load goes through).
+
+Every load checks the file before trusting it and raises :class:`waveflow.errors.CheckpointError`
+(a ``ValueError``) naming the file and the cause: unreadable or truncated; a pickle asking for a
+global outside the allow list (named); a "bomb" that would expand beyond
+``$WAVEFLOW_MAX_CHECKPOINT_BYTES`` (default 1 GiB) or declares tensors larger than it stores;
+tensors that do not fit the stored config (each named, expected vs found shape; zip files are
+checked on the meta device before their tensors are read); non-finite (NaN/Inf) weights.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,7 @@ from torch import Tensor
 
 from waveflow import __version__
 from waveflow.config import MelConfig, VocoderConfig
+from waveflow.errors import CheckpointError, InputError
 from waveflow.fileio import atomic_write
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
@@ -40,6 +48,10 @@ FORMAT_NAME = "waveflow"
 FORMAT_VERSION = 1
 
 _LEAF_TYPES = (Tensor, bool, int, float, complex, str, bytes, type(None), torch.device, torch.dtype)
+
+
+class MelMismatchError(InputError):
+    """The mel settings given for an NVIDIA file (which has none) do not fit its model."""
 
 
 @dataclass
@@ -54,12 +66,26 @@ class Checkpoint:
     waveflow_version: str = __version__
     weight_norm_folded: bool = False
     path: Path | None = None
+    source_format: str = FORMAT_NAME  # or "nvidia-original", "nvidia-dle", "nvidia-state-dict"
 
     def build_model(self) -> WaveGlow:
         """A :class:`WaveGlow` with these weights, in eval mode, on the CPU."""
         return _build_model(
             self.config, self.state_dict, self.weight_norm_folded, str(self.path or "checkpoint")
         )
+
+    @property
+    def training_step(self) -> int | None:
+        """The optimizer step a training checkpoint was saved at (NVIDIA files: their iteration)."""
+        state = self.training_state or {}
+        trainer = state.get("trainer")
+        for step in (trainer.get("step") if isinstance(trainer, Mapping) else None, state.get("step")):
+            if isinstance(step, Tensor) and step.numel() == 1:
+                step = step.item()
+            if isinstance(step, int) and not isinstance(step, bool):
+                return step
+        iteration = self.metadata.get("iteration") if self.source_format != FORMAT_NAME else None
+        return iteration if isinstance(iteration, int) and not isinstance(iteration, bool) else None
 
 
 # -- saving --------------------------------------------------------------------------------------
@@ -135,8 +161,8 @@ def save_checkpoint(
 
 
 # -- loading -------------------------------------------------------------------------------------
-def _nvidia_hint(label: str, what: str) -> ValueError:
-    return ValueError(
+def _nvidia_hint(label: str, what: str) -> CheckpointError:
+    return CheckpointError(
         f"{label} is {what}, not a waveflow checkpoint; convert it with `waveflow convert {label} OUT.pt` "
         f"or load it with waveflow.checkpoint.load_model, which detects the format"
     )
@@ -144,26 +170,33 @@ def _nvidia_hint(label: str, what: str) -> ValueError:
 
 def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{label} holds a {type(obj).__name__}, not a waveflow checkpoint")
+        raise CheckpointError(f"{label} holds a {type(obj).__name__}, not a waveflow checkpoint")
     if obj.get("format") != FORMAT_NAME:
         if "state_dict" in obj or "model" in obj or any(str(k).endswith("upsample.weight") for k in obj):
             raise _nvidia_hint(label, "an NVIDIA WaveGlow checkpoint (DeepLearningExamples or state dict)")
-        raise ValueError(f"{label} is not a waveflow checkpoint (top-level keys {sorted(map(str, obj))[:8]})")
+        raise CheckpointError(
+            f"{label} is not a waveflow checkpoint (top-level keys {sorted(map(str, obj))[:8]})"
+        )
     version = obj.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"{label}: format_version is {version!r}, expected an integer")
+        raise CheckpointError(f"{label}: format_version is {version!r}, expected an integer")
     if version > FORMAT_VERSION:
-        raise ValueError(
+        raise CheckpointError(
             f"{label} uses checkpoint format {version} (written by waveflow {obj.get('waveflow_version')}); "
             f"this waveflow {__version__} reads format <= {FORMAT_VERSION}. Upgrade waveflow."
         )
     try:
         config = VocoderConfig.from_dict(obj.get("config"))
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{label}: invalid config: {exc}") from None
+        raise CheckpointError(f"{label}: invalid config: {exc}") from None
     state_dict = obj.get("state_dict")
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
-        raise ValueError(f"{label}: state_dict is missing or holds non-tensor values")
+        raise CheckpointError(f"{label}: state_dict is missing or holds non-tensor values")
+    folded = obj.get("weight_norm_folded", False)
+    if not isinstance(folded, bool):
+        raise CheckpointError(f"{label}: weight_norm_folded is {folded!r}, expected true or false")
+    nvidia.check_state_dict_fits(config.model, state_dict, folded, label)
+    nvidia.check_finite(state_dict, label)
     training_state = obj.get("training_state")
     metadata = obj.get("metadata") or {}
     return Checkpoint(
@@ -173,7 +206,7 @@ def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
         metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
         format_version=version,
         waveflow_version=str(obj.get("waveflow_version", "?")),
-        weight_norm_folded=bool(obj.get("weight_norm_folded", False)),
+        weight_norm_folded=folded,
         path=path,
     )
 
@@ -181,32 +214,101 @@ def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
 def _load_weights_only(source: nvidia.CheckpointSource, map_location: nvidia.MapLocation) -> Any:
     try:
         return nvidia.load_weights_only(source, map_location)
-    except pickle.UnpicklingError as exc:
-        name = nvidia.refused_global(exc) or "?"
-        if name.rsplit(".", 1)[0].split(".")[-1] in ("glow", "glow_old"):
-            raise _nvidia_hint(
-                source.label, f"an NVIDIA/waveglow training checkpoint (it pickles {name})"
-            ) from None
-        raise ValueError(
+    except nvidia.WeightsOnlyRefusal as refusal:
+        raise _explain_refusal(source, refusal) from None
+
+
+def _explain_refusal(source: nvidia.CheckpointSource, refusal: nvidia.WeightsOnlyRefusal) -> CheckpointError:
+    """What a file is that a weights-only load refused: read it again through the allow list (on the meta device).
+
+    A global outside the allow list raises :class:`~waveflow.interop.nvidia.UnsafeCheckpointError`
+    naming it; pickled NVIDIA modules point to ``waveflow convert``; a pickle that the allow list
+    cannot read either is corrupt.
+    """
+    try:
+        obj = nvidia.load_restricted(source, "meta")
+    except CheckpointError as exc:  # unsafe (named) or corrupt
+        return exc
+    module = nvidia.find_stand_in(obj)
+    name = module.nvidia_class if module is not None else refusal.global_name
+    if name and name.rsplit(".", 1)[0].split(".")[-1] in ("glow", "glow_old", "model"):
+        return _nvidia_hint(source.label, f"an NVIDIA/waveglow training checkpoint (it pickles {name})")
+    if name:
+        return CheckpointError(
             f"{source.label} contains a pickled object ({name}); a waveflow checkpoint holds only tensors "
             f"and plain values, so it was not loaded"
-        ) from None
+        )
+    return CheckpointError(f"{source.label}: not a waveflow checkpoint: {refusal.reason}")
 
 
 def load_checkpoint(path: str | Path, map_location: nvidia.MapLocation = "cpu") -> Checkpoint:
     """Read a waveflow checkpoint (``torch.load(weights_only=True)``; xz-compressed files too).
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it is
-    not a PyTorch file, is truncated or corrupt, is an NVIDIA checkpoint (use :func:`load_model`
-    or ``waveflow convert``), was written by a newer format version, or has an invalid config.
+    Raises ``FileNotFoundError`` for a missing file and :class:`~waveflow.errors.CheckpointError`
+    (a ``ValueError``) naming the file when it is not a PyTorch file, is truncated or corrupt,
+    pickles objects (the global is named), is a bomb, is an NVIDIA checkpoint (use
+    :func:`load_model`, :func:`read_checkpoint` or ``waveflow convert``), was written by a newer
+    format version, has an invalid config, tensors that do not fit it, or non-finite weights.
     """
     source = nvidia.CheckpointSource.from_any(Path(path))
+    if source.is_zip:  # the declared shapes against the config, before any tensor is read
+        _parse(_load_weights_only(source, "meta"), source.label, Path(path))
     return _parse(_load_weights_only(source, map_location), source.label, Path(path))
+
+
+def _interpret(obj: Any, label: str, path: Path, nvidia_mel: MelConfig | None, check_mel: bool) -> Checkpoint:
+    from waveflow import presets
+
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
+        return _parse(obj, label, path)
+    imported = nvidia.convert_loaded(obj, label)
+    mel = presets.tacotron2_mel() if nvidia_mel is None else nvidia_mel
+    config = VocoderConfig(model=imported.config, mel=mel)
+    try:
+        if check_mel:
+            config.validate()
+    except ValueError as exc:
+        raise MelMismatchError(f"{label}: mel_config does not fit the NVIDIA model: {exc}") from None
+    return Checkpoint(
+        config=config,
+        state_dict=imported.state_dict,
+        metadata=dict(imported.info),
+        path=path,
+        source_format=imported.format,
+    )
+
+
+def read_checkpoint(
+    path: str | Path,
+    map_location: nvidia.MapLocation = "cpu",
+    *,
+    nvidia_mel: MelConfig | None = None,
+    check_mel: bool = True,
+) -> Checkpoint:
+    """Read any supported checkpoint, checked, without building the model.
+
+    waveflow files as :func:`load_checkpoint`; NVIDIA files (see :func:`load_model`) come back
+    with ``source_format`` naming their layout, their weights in waveflow's names, their
+    ``iteration``/``epoch`` in ``metadata`` and the mel settings ``nvidia_mel`` (default: the
+    Tacotron2 convention NVIDIA trained on; ``check_mel=False`` keeps them even when they do not
+    fit the model, as ``inspect`` does to describe any file); waveflow files keep their own. Zip files are
+    previewed on the meta device first: the shapes they declare are checked before any tensor is
+    read. Failures raise :class:`~waveflow.errors.CheckpointError` naming the file and the cause.
+    """
+    path = Path(path)
+    source = nvidia.CheckpointSource.from_any(path)
+    previewed = nvidia.preview(source)
+    if previewed is not None:  # the mel settings are checked once, after the weights
+        _interpret(previewed[0], source.label, path, nvidia_mel, check_mel=False)
+    obj, _ = nvidia.load_any(source, map_location, allow_list=previewed[1] if previewed else None)
+    return _interpret(obj, source.label, path, nvidia_mel, check_mel)
 
 
 def _build_model(
     config: VocoderConfig, state_dict: Mapping[str, Tensor], weight_norm_folded: bool, label: str
 ) -> WaveGlow:
+    # Checked before the model is built: a config can declare a huge model on its own.
+    nvidia.check_state_dict_fits(config.model, state_dict, weight_norm_folded, label)
     model = WaveGlow(config.model)
     if weight_norm_folded:
         model.remove_weight_norm()
@@ -214,7 +316,7 @@ def _build_model(
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:400]
-        raise ValueError(f"{label}: the weights do not fit the stored config: {detail}") from None
+        raise CheckpointError(f"{label}: the weights do not fit the stored config: {detail}") from None
     return model.eval()
 
 
@@ -240,29 +342,17 @@ def load_model(
     ``fold_weight_norm``: fold weight normalisation into plain weights (faster inference, same
     outputs). The model is moved to ``map_location`` when that is a device or a device string.
     """
-    from waveflow import presets
-
-    source = nvidia.CheckpointSource.from_any(Path(path))
-    obj, _ = nvidia.load_any(source, map_location)
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
-        if mel_config is not None:
-            raise ValueError(
-                f"{source.label} is a waveflow checkpoint with its own mel settings; do not pass mel_config"
-            )
-        ckpt = _parse(obj, source.label, Path(path))
-        config = ckpt.config
-        model = _build_model(config, ckpt.state_dict, ckpt.weight_norm_folded, source.label)
-    else:
-        imported = nvidia.convert_loaded(obj, source.label)
-        mel = presets.tacotron2_mel() if mel_config is None else mel_config
-        try:
-            config = VocoderConfig(model=imported.config, mel=mel)
-            config.validate()
-        except ValueError as exc:
-            raise ValueError(f"{source.label}: mel_config does not fit the NVIDIA model: {exc}") from None
-        model = _build_model(config, imported.state_dict, False, source.label)
+    ckpt = read_checkpoint(path, map_location, nvidia_mel=mel_config)
+    if mel_config is not None and ckpt.source_format == FORMAT_NAME:
+        raise InputError(
+            f"{ckpt.path} is a waveflow checkpoint with its own mel settings; do not pass mel_config"
+        )
+    model = ckpt.build_model()
     if fold_weight_norm:
         model.remove_weight_norm()
+        # g * v / |v| is NaN for an all-zero row of v: the folded weights must be finite too.
+        nvidia.check_finite(model.state_dict(), f"{ckpt.path} (with weight norm folded)")
     if isinstance(map_location, (str, torch.device)):
         model = model.to(map_location)
+    config = ckpt.config
     return model, config

@@ -150,10 +150,10 @@ def test_inspect_errors(tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path / "missing.pt")]) == 2
     assert "checkpoint not found" in _one_error_line(capsys, "inspect")
     (tmp_path / "x.pt").write_text("just text")
-    assert cli.main(["inspect", str(tmp_path / "x.pt")]) == 2
+    assert cli.main(["inspect", str(tmp_path / "x.pt")]) == 3  # a bad checkpoint
     assert "not a PyTorch checkpoint" in _one_error_line(capsys, "inspect")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    assert cli.main(["inspect", str(tmp_path / "other.pt")]) == 2
+    assert cli.main(["inspect", str(tmp_path / "other.pt")]) == 3
     _one_error_line(capsys, "inspect")
 
 

@@ -128,13 +128,60 @@ def test_run_dir_links_prunes_and_cleans(tmp_path):
     run.point(run.best, run.checkpoint_path(5))
     assert run.holds_run()
     assert run.resume_candidates()[:3] == [run.checkpoint_path(s) for s in (15, 10, 5)]
-    assert run.prune(keep_last=1) == [run.checkpoint_path(5), run.checkpoint_path(10)]
+    assert run.prune(keep_last=1, written=run.checkpoint_path(15)) == [
+        run.checkpoint_path(5),
+        run.checkpoint_path(10),
+    ]
     assert run.best.read_bytes() == bytes([5])  # best.pt outlives the pruned step file it was linked to
     assert run.last.read_bytes() == bytes([15])
     partial = run.checkpoints / ".ckpt_00000020.pt.0123.tmp"
     partial.write_bytes(b"half")
     assert run.remove_partial_files() == [partial]
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["best.pt", "ckpt_00000015.pt", "last.pt"]
+
+
+def test_prune_never_deletes_the_new_checkpoint_newer_step_files_or_kept_ones(tmp_path):
+    # A resume that skipped an unreadable ckpt_20 continues from step 10 and writes ckpt_12. Before,
+    # pruning counted the unreadable ckpt_20 among the newest and deleted ckpt_12 (the file just
+    # written) and ckpt_10 (the last readable one), keeping only the unreadable file.
+    run = RunDir(tmp_path / "run")
+    run.create()
+    for step in (5, 10, 12, 20):
+        run.checkpoint_path(step).write_bytes(bytes([step]))
+    assert run.prune(keep_last=1, written=run.checkpoint_path(12)) == [
+        run.checkpoint_path(5),
+        run.checkpoint_path(10),
+    ]
+    assert [s for s, _ in run.step_checkpoints()] == [12, 20]
+    # Files it is told to keep (unreadable ones a resume skipped) stay however old they are.
+    run.checkpoint_path(3).write_bytes(b"unreadable")
+    run.checkpoint_path(14).write_bytes(bytes([14]))
+    assert run.prune(keep_last=1, written=run.checkpoint_path(14), keep={run.checkpoint_path(3)}) == [
+        run.checkpoint_path(12)
+    ]
+    assert [s for s, _ in run.step_checkpoints()] == [3, 14, 20]
+    with pytest.raises(ValueError, match="not a step checkpoint"):
+        run.prune(keep_last=1, written=run.last)
+
+
+def test_write_failures_name_the_file_and_the_cause(tmp_path):
+    import errno
+
+    from waveflow.errors import OutputError
+    from waveflow.train.run_dir import output_error, writing
+
+    target = tmp_path / "x.pt"
+    with pytest.raises(OutputError, match=r"cannot write checkpoint .*x.pt: no space left on device") as info:
+        with writing(target, "checkpoint"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and "\n" not in str(info.value)
+    # torch's zip writer turns the file's OSError into a RuntimeError raised while handling it.
+    chained = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    chained.__context__ = OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert str(output_error(target, "checkpoint", chained)).endswith("x.pt: disk quota exceeded")
+    assert output_error(target, "checkpoint", RuntimeError("a bug")) is None
+    with pytest.raises(KeyError), writing(target, "checkpoint"):
+        raise KeyError("not an I/O failure: unchanged")
 
 
 # -- state -------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from waveflow.errors import InputError
 from waveflow.fileio import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -32,6 +33,74 @@ def _check_rate(sample_rate: object) -> None:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
 
 
+# Resampling is refused from file rates outside this range: a header claiming 1 Hz would turn a
+# second of samples into hours at 22 kHz (memory), one claiming 2 GHz into nothing.
+MIN_RESAMPLE_RATE = 1000
+MAX_RESAMPLE_RATE = 1_000_000
+# A header's length is trusted up to this many samples (all channels; 256 MB of float32), or up to
+# _MAX_SAMPLES_PER_BYTE per byte of file (a low-bitrate Opus stream holds ~64); a claim beyond both
+# is decoded in blocks of _READ_BLOCK_SAMPLES instead of being allocated up front.
+_TRUSTED_SAMPLES = 1 << 26
+_MAX_SAMPLES_PER_BYTE = 64
+_READ_BLOCK_SAMPLES = 1 << 22
+
+
+def _check_audio_path(path: Path) -> None:
+    """Missing, folder, FIFO/device (opening one may block forever) or empty: refused by name."""
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an audio file")
+    if not path.is_file():
+        raise InputError(f"{path} is not a regular file (a FIFO, device or socket), not an audio file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes)")
+
+
+def _unreadable(path: Path, exc: BaseException) -> InputError:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return InputError(f"{path} is not a readable audio file: {detail}")
+
+
+def _decode_mono(path: Path) -> tuple[np.ndarray, int]:
+    """Decode ``path`` -> ``(audio (T,) float32 mono, rate)``.
+
+    The frame count in a header is not blindly trusted: a FLAC header can declare 2**36 frames for
+    a file of a few hundred bytes, and reading "the whole file" in one call allocates them all. A
+    plausible length is read in one call (as ``soundfile.read`` does: seeking between blocks is
+    inexact in MP3 streams); an implausible one block by block, until the decoder stops.
+    """
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate, channels, declared = handle.samplerate, handle.channels, handle.frames
+            if handle.seekable():
+                handle.seek(0)  # as soundfile.read does (an MP3 decodes 1 ulp differently without it)
+            claimed = declared * channels
+            if claimed <= max(_TRUSTED_SAMPLES, _MAX_SAMPLES_PER_BYTE * path.stat().st_size):
+                data = handle.read(dtype="float32", always_2d=True)  # (T, channels)
+                blocks = (
+                    [data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]] if len(data) else []
+                )
+            else:
+                buffer = np.empty((max(1, _READ_BLOCK_SAMPLES // channels), channels), dtype=np.float32)
+                blocks = []
+                while True:
+                    block = handle.read(out=buffer)  # (frames read, channels), a view of the buffer
+                    if block.shape[0] == 0:
+                        break
+                    # Mono per block: the same numbers as averaging the whole file row by row.
+                    blocks.append(
+                        block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy()
+                    )
+    except (sf.SoundFileError, RuntimeError) as exc:  # LibsndfileError, and errors while decoding
+        raise _unreadable(path, exc) from exc
+    if rate <= 0:
+        raise InputError(f"{path} declares a sample rate of {rate} Hz")
+    if not blocks:
+        raise InputError(f"{path} contains no samples")
+    return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), int(rate)
+
+
 def load_audio(
     path: str | os.PathLike[str], sample_rate: int | None = None, *, resample: bool = True
 ) -> tuple[np.ndarray, int]:
@@ -41,29 +110,33 @@ def load_audio(
     Multi-channel audio is averaged to mono. If ``sample_rate`` is given and differs from the file's,
     the audio is resampled with soxr (HQ; the result may overshoot [-1, 1] slightly, as any band-limited
     resampler can) unless ``resample=False``, in which case a ValueError names both rates.
+
+    Bad files raise :class:`~waveflow.errors.InputError` (a ``ValueError``) naming the file: not a
+    regular file, empty, not audio, truncated, no samples, a file rate outside
+    ``MIN_RESAMPLE_RATE``..``MAX_RESAMPLE_RATE`` when resampling, or too short to give a sample at
+    the new rate. A missing file raises ``FileNotFoundError``.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"audio file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not an audio file")
+    _check_audio_path(path)
     if sample_rate is not None:
         _check_rate(sample_rate)
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty (0 bytes)")
-    try:
-        data, file_rate = sf.read(path, dtype="float32", always_2d=True)  # (T, channels)
-    except sf.LibsndfileError as exc:
-        raise ValueError(f"{path} is not a readable audio file: {exc}") from exc
-    if data.shape[0] == 0:
-        raise ValueError(f"{path} contains no samples")
-    audio = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    audio, file_rate = _decode_mono(path)
     if sample_rate is not None and sample_rate != file_rate:
         if not resample:
-            raise ValueError(
+            raise InputError(
                 f"{path} has sample rate {file_rate} Hz but {sample_rate} Hz is required (resampling is off)"
             )
+        if not MIN_RESAMPLE_RATE <= file_rate <= MAX_RESAMPLE_RATE:
+            raise InputError(
+                f"{path} has sample rate {file_rate} Hz; resampling to {sample_rate} Hz is done only from "
+                f"{MIN_RESAMPLE_RATE} to {MAX_RESAMPLE_RATE} Hz (is the header corrupt?)"
+            )
+        num_samples = audio.shape[0]
         audio = soxr.resample(audio, file_rate, sample_rate, quality="HQ")
+        if audio.shape[0] == 0:
+            raise InputError(
+                f"{path}: {num_samples} sample(s) at {file_rate} Hz are too few to give one at {sample_rate} Hz"
+            )
         file_rate = sample_rate
     return np.ascontiguousarray(audio, dtype=np.float32), int(file_rate)
 
@@ -72,20 +145,19 @@ def audio_info(path: str | os.PathLike[str]) -> tuple[int, int]:
     """``(sample_rate, num_frames)`` of an audio file, read from its header without decoding it.
 
     Raises the same errors as :func:`load_audio` for missing, empty, unreadable or sample-less files.
+    The frame count is the header's: a corrupt header can claim more frames than the file holds
+    (:func:`load_audio` then returns what is there).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"audio file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty (0 bytes)")
+    _check_audio_path(path)
     try:
         info = sf.info(str(path))
-    except sf.LibsndfileError as exc:
-        raise ValueError(f"{path} is not a readable audio file: {exc}") from exc
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise _unreadable(path, exc) from exc
     if info.frames <= 0:
-        raise ValueError(f"{path} contains no samples")
+        raise InputError(f"{path} contains no samples")
+    if info.samplerate <= 0:
+        raise InputError(f"{path} declares a sample rate of {info.samplerate} Hz")
     return int(info.samplerate), int(info.frames)
 
 

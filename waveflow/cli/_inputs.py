@@ -4,7 +4,9 @@ writes, loading the vocoder with one-line errors, and reporting per-file failure
 Inputs are given as any mix of files, folders (searched recursively for the wanted extensions) and
 glob patterns (``'mels/*.npy'``, ``'data/**/*.wav'``), plus an optional file list in the format of
 :mod:`waveflow.data.filelists` (one path per line, ``#`` comments, NVIDIA's ``path|text`` lines;
-relative paths are resolved against the list's folder).
+relative paths are resolved against the list's folder). Folders and ``**`` are walked following
+symbolic links to folders, each real folder once, so a link back up the tree (``d/loop -> d``)
+cannot make the walk endless.
 
 Mel files (``.npy``, ``.pt``, ``.npz``) are read without running code from them (``allow_pickle=
 False``, ``torch.load(weights_only=True)``) and must hold ``(n_mels, frames)`` or
@@ -13,12 +15,15 @@ False``, ``torch.load(weights_only=True)``) and must hold ``(n_mels, frames)`` o
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import glob
 import os
 import pickle
 import re
 import sys
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from waveflow.cli import CLIError
+from waveflow.errors import CheckpointError, OutputError
 from waveflow.fileio import atomic_write, atomic_write_text  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
@@ -38,12 +44,97 @@ _NPZ_KEYS = ("mel", "feats")
 _MAX_LISTED = 10
 
 
+_quiet = False  # set by `waveflow -q`: no notes, no progress bars
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence (or restore) :func:`notice` and the progress bars of :func:`progress_disabled`."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def progress_disabled() -> bool | None:
+    """tqdm's ``disable``: ``True`` under ``-q``, else ``None`` (a bar only on a terminal)."""
+    return True if _quiet else None
+
+
 def notice(message: str) -> None:
-    """An informational line on stderr (kept out of stdout, which may be parsed)."""
-    print(f"note: {message}", file=sys.stderr)
+    """An informational line on stderr (kept out of stdout, which may be parsed); none under ``-q``."""
+    if not _quiet:
+        print(f"note: {message}", file=sys.stderr)
 
 
 # -- finding inputs -------------------------------------------------------------------------------
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every file below ``root``, following links to folders but entering each real folder once.
+
+    Paths are given as reached from ``root`` (through links, not resolved). Entries that cannot be
+    examined (dangling or self-referencing links, unreadable folders) are skipped.
+    """
+    visited: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in visited:
+                continue  # reached again through a link: a loop, or a second way in
+            visited.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():  # follows links
+                    pending.append(folder / entry.name)
+                elif entry.is_file():
+                    yield folder / entry.name
+            except OSError:  # e.g. ELOOP: a link to itself
+                continue
+
+
+def _component_matches(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Whether path components ``parts`` match glob components ``pattern`` (``**``: any folders).
+
+    As :func:`glob.glob`: a wildcard does not match a leading dot, and ``**`` does not enter
+    hidden folders.
+    """
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        for skip in range(len(parts) + 1):
+            if _component_matches(rest, parts[skip:]):
+                return True
+            if skip < len(parts) and parts[skip].startswith("."):
+                return False
+        return False
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatch(parts[0], head) and _component_matches(rest, parts[1:])
+
+
+def _glob(pattern: str) -> list[Path]:
+    """The files matching ``pattern`` (with ``**``), without ever walking a symlink loop twice.
+
+    :func:`glob.glob` follows links into loops on ``**`` (exponentially, with two loops); without
+    ``**`` its depth is bounded by the pattern and it is used as is.
+    """
+    path = Path(pattern)
+    parts = path.parts
+    if "**" not in parts:
+        return [Path(m) for m in glob.glob(pattern)]
+    first_magic = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+    base = Path(*parts[:first_magic]) if first_magic else Path()
+    wanted = parts[first_magic:]
+    return [p for p in _walk_files(base) if _component_matches(wanted, p.relative_to(base).parts)]
+
+
 def _listing(paths: Sequence[object]) -> str:
     shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
     return shown + (f" and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else "")
@@ -66,13 +157,13 @@ def collect_inputs(
     for item in inputs:
         path = Path(item).expanduser()
         if _GLOB_CHARS & set(item):
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            matches = sorted(_glob(str(path)))
             files = [m for m in matches if m.is_file() and m.suffix.lower() in suffixes]
             if not files:
                 raise CLIError(f"no {wanted} files match {item!r}")
             found.extend(files)
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            files = sorted(p for p in _walk_files(path) if p.suffix.lower() in suffixes)
             if not files:
                 raise CLIError(f"no {wanted} files in folder {path}")
             found.extend(files)
@@ -113,9 +204,39 @@ class _ContentError(ValueError):
     """The file was read but holds the wrong kind of object."""
 
 
+def _check_npy_size(handle: Any, size: int) -> None:
+    """Refuse a ``.npy`` stream (``size`` bytes in all) whose header declares more data than follows.
+
+    numpy allocates the declared shape before reading, so a 100-byte file declaring
+    ``(80, 10**12)`` would ask for terabytes; this reads only the header.
+    """
+    import math
+
+    from numpy.lib import format as npy_format
+
+    version = npy_format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = npy_format.read_array_header_2_0(handle)
+    else:
+        return  # version 3 (UTF-8 field names): numpy's own checks apply
+    if dtype.hasobject or any(d < 0 for d in shape):
+        return  # refused by np.load itself (no pickles; negative dimensions)
+    declared = math.prod(shape) * dtype.itemsize
+    available = size - handle.tell()
+    if declared > available:
+        raise _ContentError(
+            f"is truncated or corrupt: its header declares shape {shape} of {dtype} ({declared} bytes) "
+            f"but {available} bytes follow it"
+        )
+
+
 def _read_array(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        with open(path, "rb") as handle:
+            _check_npy_size(handle, os.fstat(handle.fileno()).st_size)
         return np.load(path, allow_pickle=False)
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
@@ -123,6 +244,9 @@ def _read_array(path: Path) -> Any:
             key = next((k for k in _NPZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
             if key is None:
                 raise _ContentError(f"holds arrays {keys}; expected one array or one named 'mel' or 'feats'")
+            member = next(n for n in archive.zip.namelist() if n in (key, f"{key}.npy"))
+            with archive.zip.open(member) as handle:
+                _check_npy_size(handle, archive.zip.getinfo(member).file_size)
             return archive[key]
     if suffix == ".pt":
         import torch
@@ -137,6 +261,19 @@ def _read_array(path: Path) -> Any:
             obj = obj[key]
         if not isinstance(obj, torch.Tensor):
             raise _ContentError(f"holds a {type(obj).__name__}, expected a tensor")
+        # What the tensor is, before any cast: a cast would drop imaginary parts or turn bools into 0/1.
+        if obj.is_nested:
+            raise _ContentError("holds a nested tensor, expected a dense (n_mels, frames) tensor")
+        if obj.layout != torch.strided:
+            raise _ContentError(f"holds a sparse tensor ({obj.layout}), expected a dense one")
+        if obj.is_quantized:
+            raise _ContentError(f"holds a quantized tensor ({obj.dtype}), expected floating-point mel values")
+        if obj.dtype.is_complex or obj.dtype == torch.bool:
+            raise _ContentError(
+                f"holds {str(obj.dtype).removeprefix('torch.')} data, expected floating-point mel values"
+            )
+        if obj.device.type != "cpu":
+            raise _ContentError(f"holds a tensor on device {obj.device.type!r} without data")
         return obj.detach().to(torch.float32).numpy()
     raise _ContentError(f"has extension {path.suffix!r}; expected one of {', '.join(MEL_EXTENSIONS)}")
 
@@ -144,56 +281,128 @@ def _read_array(path: Path) -> Any:
 def load_mel_file(path: str | os.PathLike[str], n_mels: int, *, time_first: bool = False) -> np.ndarray:
     """Read one mel file -> float32 ``(n_mels, frames)``.
 
-    Raises ``ValueError`` (message without the path; callers add it) for unreadable files, wrong
-    layouts or mel counts, empty mels and NaN/Inf.
+    Raises :class:`~waveflow.errors.InputError` (a ``ValueError``; message without the path, callers
+    add it) for unreadable files, files that are not regular files (a FIFO would block), headers
+    declaring more data than the file holds, dtypes other than real numbers, wrong layouts or mel
+    counts, empty mels and NaN/Inf. Nothing in the file is run (no pickles).
     """
+    import warnings
+
+    from waveflow.errors import InputError
+
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise InputError("is not a regular file (a folder, FIFO, device or socket)")
     try:
-        array = np.asarray(_read_array(path))
-    except _ContentError:
-        raise
+        with warnings.catch_warnings():  # numpy/torch warnings about a foreign file are noise here
+            warnings.simplefilter("ignore")
+            array = np.asarray(_read_array(path))
+    except _ContentError as exc:
+        raise InputError(str(exc)) from None
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         what = f" ({found.group(1)})" if found else ""
-        raise ValueError(f"holds pickled Python objects{what}; refused without running them") from None
+        raise InputError(f"holds pickled Python objects{what}; refused without running them") from None
     except Exception as exc:
         # numpy and torch raise many types for truncated or foreign files (ValueError, OSError,
         # EOFError, RuntimeError, BadZipFile, ...): all mean "cannot be read".
         first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ValueError(f"not a readable {path.suffix} file ({type(exc).__name__}: {first_line})") from None
+        raise InputError(f"not a readable {path.suffix} file ({type(exc).__name__}: {first_line})") from None
     if array.dtype.kind not in "fiu":
-        raise ValueError(f"holds {array.dtype} data, expected floating-point mel values")
+        raise InputError(f"holds {array.dtype} data, expected floating-point mel values")
     stored_shape = array.shape
     layout = "(frames, n_mels)" if time_first else "(n_mels, frames)"
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]  # (1, a, b) -> (a, b)
     if array.ndim != 2:
-        raise ValueError(f"has shape {stored_shape}; expected {layout} or (1, ...) of it")
+        raise InputError(f"has shape {stored_shape}; expected {layout} or (1, ...) of it")
     if time_first:
         array = array.T  # (frames, n_mels) -> (n_mels, frames)
     if array.shape[0] != n_mels:
         hint = ""
         if array.shape[1] == n_mels:
             hint = " (drop --time-first)" if time_first else " (it looks time-first: pass --time-first)"
-        raise ValueError(
+        raise InputError(
             f"has shape {stored_shape}, read as {layout}: {array.shape[0]} mel bins but the checkpoint "
             f"expects n_mels={n_mels}{hint}"
         )
     if array.shape[1] == 0:
-        raise ValueError(f"has shape {stored_shape}: no frames")
+        raise InputError(f"has shape {stored_shape}: no frames")
     if not np.isfinite(array).all():
         num_bad = int((~np.isfinite(array)).sum())
-        raise ValueError(f"contains {num_bad} NaN/Inf value(s)")
+        raise InputError(f"contains {num_bad} NaN/Inf value(s)")
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
 # -- writing ---------------------------------------------------------------------------------------------
-def make_output_dir(path: str | os.PathLike[str]) -> Path:
+# Outputs are checked before the work that produces them (loading the model, reading the inputs), so
+# that an unusable location fails at once; any failure to write is an OutputError (exit code 4).
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Fail with :class:`OutputError` unless folder ``path`` exists or could be created, writable.
+
+    Nothing is created: the nearest existing folder on the way is probed with a temporary file
+    (the only check that sees a read-only file system, or a full disk's quota, as root too).
+    """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CLIError(f"output folder {path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path.cwd())
+    if not existing.is_dir():
+        if existing == path:
+            raise OutputError(f"output folder {path} exists and is a file")
+        raise OutputError(f"cannot create output folder {path}: {existing} is a file")
+    probe = existing / f".waveflow-write-test-{uuid.uuid4().hex}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        where = "" if existing == path else f" (in {existing})"
+        raise OutputError(f"cannot write to {path}{where}: {_reason(exc)}") from None
+    with contextlib.suppress(OSError):
+        probe.unlink()
     return path
+
+
+def make_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create folder ``path`` (and its parents) after :func:`check_output_dir`."""
+    path = check_output_dir(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {path}: {_reason(exc)}") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Fail with :class:`OutputError` unless file ``path`` could be written (nothing is created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder, not a file")
+    check_output_dir(path.parent)
+    return path
+
+
+def make_output_file(path: str | os.PathLike[str]) -> Path:
+    """:func:`check_output_file`, then create the folder that will hold ``path``."""
+    path = check_output_file(path)
+    make_output_dir(path.parent)
+    return path
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Turn an ``OSError`` raised while writing ``path`` into one :class:`OutputError` naming it.
+
+    A full disk or a read-only file system stops the whole command (exit code 4), rather than
+    being reported file by file: every later file would fail the same way.
+    """
+    try:
+        yield Path(path)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from exc
 
 
 # -- checkpoints ------------------------------------------------------------------------------------------
@@ -222,7 +431,10 @@ def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
 def load_vocoder(
     path: str | os.PathLike[str], *, device: str = "cpu", precision: str = "fp32", engine: str = "auto"
 ) -> Vocoder:
-    """:meth:`Vocoder.from_checkpoint` with one-line errors for missing or foreign files."""
+    """:meth:`Vocoder.from_checkpoint` with one-line errors for missing or foreign files.
+
+    A file that is there but cannot be read as a checkpoint is a :class:`CheckpointError` (exit 3).
+    """
     from waveflow.infer.vocoder import Vocoder
 
     path = check_checkpoint_path(path)
@@ -231,7 +443,8 @@ def load_vocoder(
     except (ValueError, FileNotFoundError):
         raise
     except (OSError, RuntimeError, EOFError) as exc:
-        raise CLIError(f"cannot load checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first_line}") from None
 
 
 # -- per-file failures --------------------------------------------------------------------------------------

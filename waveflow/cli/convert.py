@@ -48,40 +48,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from waveflow import presets
-    from waveflow.checkpoint import save_checkpoint
+    from waveflow.checkpoint import FORMAT_NAME, MelMismatchError, read_checkpoint, save_checkpoint
     from waveflow.cli import CLIError
-    from waveflow.cli._inputs import check_checkpoint_path
-    from waveflow.config import VocoderConfig
-    from waveflow.interop import nvidia
-    from waveflow.model import WaveGlow
+    from waveflow.cli._inputs import check_checkpoint_path, check_output_file
 
     src, dst = check_checkpoint_path(args.input), Path(args.output)
     if dst.exists() and src.exists() and os.path.samefile(src, dst):
         raise CLIError(f"output {dst} is the input file; choose another path")
-    if _is_waveflow_checkpoint(src):
-        return _strip(src, dst, args.fold_weight_norm)
+    check_output_file(dst)  # before the conversion
     mel = {"tacotron2": presets.tacotron2_mel, "hifigan": presets.hifigan_mel, "espnet": presets.espnet_mel}[
         args.mel_preset
     ]()
-    imported = nvidia.import_nvidia(src)
+    # One read, with every check (unsafe pickles, bombs, shapes against the config, NaN/Inf);
+    # the file's format decides what happens next, not whether a first attempt failed.
     try:
-        VocoderConfig(model=imported.config, mel=mel).validate()
-    except ValueError as exc:
+        ckpt = read_checkpoint(src, nvidia_mel=mel)
+    except MelMismatchError as exc:
         raise CLIError(f"--mel-preset {args.mel_preset} does not fit the model in {src}: {exc}") from None
+    if ckpt.source_format == FORMAT_NAME:
+        return _strip(ckpt, src, dst, args.fold_weight_norm)
 
-    model = WaveGlow(imported.config)
-    model.load_state_dict(imported.state_dict, strict=True)
+    model = ckpt.build_model()
     if args.fold_weight_norm:
         model.remove_weight_norm()
-    metadata = {"converted_from": src.name, "source_format": imported.format, **imported.info}
+    _check_finite(model, src)
+    info = ckpt.metadata
+    metadata = {"converted_from": src.name, "source_format": ckpt.source_format, **info}
     save_checkpoint(dst, model, mel, metadata=metadata)
 
-    cfg = imported.config
+    cfg = ckpt.config.model
     wn = cfg.wavenet
     num_params = sum(p.numel() for p in model.parameters())
-    weight_norm = "folded" if args.fold_weight_norm or imported.weight_norm_folded else "weight_g/weight_v"
-    extra = "".join(f", {k} {v}" for k, v in imported.info.items())
-    print(f"read      {src} ({imported.format}{extra})")
+    weight_norm = "folded" if args.fold_weight_norm or not cfg.weight_norm else "weight_g/weight_v"
+    extra = "".join(f", {k} {v}" for k, v in info.items())
+    print(f"read      {src} ({ckpt.source_format}{extra})")
     print(
         f"model     {cfg.n_flows} flows, n_group {cfg.n_group}, early every {cfg.n_early_every} "
         f"size {cfg.n_early_size}, WN {wn.n_layers} layers x {wn.n_channels} channels (kernel {wn.kernel_size}), "
@@ -96,27 +96,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_waveflow_checkpoint(path: Path) -> bool:
-    from waveflow.checkpoint import load_checkpoint
+def _check_finite(model, src: Path) -> None:
+    """Never write NaN weights: folding weight norm divides by |v|, which is 0 for an all-zero row."""
+    from waveflow.interop import nvidia
 
-    try:
-        load_checkpoint(path)
-    except (ValueError, OSError, RuntimeError, EOFError):
-        return False
-    return True
+    nvidia.check_finite(model.state_dict(), f"{src} (as it would be written)")
 
 
-def _strip(src: Path, dst: Path, fold_weight_norm: bool) -> int:
+def _strip(ckpt, src: Path, dst: Path, fold_weight_norm: bool) -> int:
     """A waveflow checkpoint -> its model, mel settings and provenance, without training state."""
-    from waveflow.checkpoint import load_checkpoint, save_checkpoint
+    from waveflow.checkpoint import save_checkpoint
 
-    ckpt = load_checkpoint(src)
     model = ckpt.build_model()
     if fold_weight_norm:
         model.remove_weight_norm()
+    _check_finite(model, src)
     metadata = {k: v for k, v in ckpt.metadata.items() if k in ("experiment", "cpu_seconds")}
     if ckpt.training_state is not None:
-        metadata["training_step"] = ckpt.training_state["trainer"]["step"]
+        if ckpt.training_step is not None:
+            metadata["training_step"] = ckpt.training_step
         metadata["weight_average"] = "ema" in ckpt.training_state
     metadata["converted_from"] = src.name
     save_checkpoint(dst, model, ckpt.config.mel, metadata=metadata)

@@ -14,6 +14,11 @@ unless ``--no-griffin-lim``, a Griffin-Lim baseline inverted from the same mels 
 checkpoint's front end applied to the reference). The model's NLL of each reference (nats and
 bits per sample) is added to every row of that file.
 
+Long recordings stay within bounded memory: the NLL is computed in windows with exact context,
+pairs longer than 30 s are scored in 30 s segments (each metric the length-weighted mean over
+them; shorter pairs, every usual utterance, are scored whole) and Griffin-Lim inverts mels longer
+than 2560 frames piece by piece.
+
 Writes ``OUTDIR/metrics.csv`` (one row per file and system) and ``OUTDIR/summary.json`` (means
 over finite values, their counts, and the settings), both atomically.
 """
@@ -83,13 +88,16 @@ def run(args: argparse.Namespace) -> int:
         AUDIO_EXTENSIONS,
         Failures,
         atomic_write_text,
+        check_output_dir,
         collect_inputs,
         json_safe,
         load_vocoder,
         make_output_dir,
         mel_of,
         notice,
+        progress_disabled,
         resolve_device,
+        writing,
     )
     from waveflow.cli.resynthesize import load_at_rate
     from waveflow.cli.synthesize import check_synthesis_arguments, run_seed, synthesize_mels
@@ -110,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
             f"{len(missing)} of {len(references)} generated file(s) missing in {generated_dir}: {names} "
             f"(run `waveflow synthesize` first, or pass --synthesize)"
         )
+    for folder in [args.output_dir] + ([generated_dir] if missing else []):
+        check_output_dir(folder)  # before the model is loaded
     vocoder = load_vocoder(
         args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
     )
@@ -143,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     failed = {p for p, _ in failures.items}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", metrics.MetricUnavailableWarning)
-        for path in tqdm(references, desc="evaluate", unit="file", file=sys.stderr, disable=None):
+        for path in tqdm(
+            references, desc="evaluate", unit="file", file=sys.stderr, disable=progress_disabled()
+        ):
             if path in failed:
                 continue
             generated_path = generated_dir / f"{path.stem}.wav"
@@ -185,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out_dir / "metrics.csv", buffer.getvalue())
+    with writing(out_dir / "metrics.csv") as target:
+        atomic_write_text(target, buffer.getvalue())
 
     summary_systems = {}
     for system in systems:
@@ -228,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
             "synthesized_missing": len(missing) if args.synthesize else 0,
         },
     }
-    atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
+    with writing(out_dir / "summary.json") as target:
+        atomic_write_text(target, json.dumps(json_safe(summary), indent=2) + "\n")
 
     width = max(len(name) for name in metrics.METRIC_NAMES) + 2
     print(f"{'metric (mean)':<{width}}" + "".join(f"{system:>14}" for system in systems))

@@ -52,11 +52,11 @@ def _mel_config(args: argparse.Namespace):
             "hifigan": presets.hifigan_mel,
             "espnet": presets.espnet_mel,
         }[args.preset]()
-    from waveflow.checkpoint import load_model
+    from waveflow.checkpoint import read_checkpoint
     from waveflow.cli._inputs import check_checkpoint_path
 
-    _, config = load_model(check_checkpoint_path(args.checkpoint))
-    return config.mel
+    # Every check of a load (unsafe pickles, bombs, shapes, NaN), without building the model.
+    return read_checkpoint(check_checkpoint_path(args.checkpoint)).config.mel
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,12 +70,16 @@ def run(args: argparse.Namespace) -> int:
         AUDIO_EXTENSIONS,
         Failures,
         atomic_write,
+        check_output_dir,
         collect_inputs,
         make_output_dir,
         notice,
+        progress_disabled,
+        writing,
     )
 
     files = collect_inputs(args.inputs, args.filelist, AUDIO_EXTENSIONS, what="audio input(s)")
+    check_output_dir(args.output_dir)  # before the checkpoint is read
     mel_config = _mel_config(args)
     front_end = MelSpectrogram.from_config(mel_config)
     out_dir = make_output_dir(args.output_dir)
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     resampled_rates: set[int] = set()
     failures = Failures()
 
-    for path in tqdm(files, desc="extract-mels", unit="file", file=sys.stderr, disable=None):
+    for path in tqdm(files, desc="extract-mels", unit="file", file=sys.stderr, disable=progress_disabled()):
         try:
             audio, sample_rate = load_audio(path)
             if sample_rate != target_rate:
@@ -99,11 +103,12 @@ def run(args: argparse.Namespace) -> int:
         if args.time_first:
             mel = mel.T.contiguous()  # (n_mels, frames) -> (frames, n_mels)
         target = out_dir / f"{path.stem}.{args.format}"
-        if args.format == "npy":
-            array = mel.numpy().astype(np.float32)
-            atomic_write(target, lambda handle, a=array: np.save(handle, a, allow_pickle=False))
-        else:
-            atomic_write(target, lambda handle, m=mel: torch.save(m.to(torch.float32).clone(), handle))
+        with writing(target):  # a failed write stops the run: the next would fail too
+            if args.format == "npy":
+                array = mel.numpy().astype(np.float32)
+                atomic_write(target, lambda handle, a=array: np.save(handle, a, allow_pickle=False))
+            else:
+                atomic_write(target, lambda handle, m=mel: torch.save(m.to(torch.float32).clone(), handle))
 
     written = len(files) - len(failures.items)
     if written:

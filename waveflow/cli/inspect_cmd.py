@@ -50,47 +50,41 @@ def _plain(value: Any) -> Any:
 
 
 def describe(path: Path) -> dict[str, Any]:
-    """Everything ``inspect`` prints, as a JSON-friendly dict."""
-    from waveflow import presets
-    from waveflow.checkpoint import FORMAT_NAME, load_checkpoint
+    """Everything ``inspect`` prints, as a JSON-friendly dict.
+
+    The file goes through the checks of every load (:func:`waveflow.checkpoint.read_checkpoint`):
+    an unreadable, unsafe, inconsistent or non-finite file raises ``CheckpointError`` (exit 3).
+    """
+    from waveflow.checkpoint import FORMAT_NAME, read_checkpoint
     from waveflow.cli._inputs import check_checkpoint_path
-    from waveflow.config import VocoderConfig
-    from waveflow.interop import nvidia
-    from waveflow.model import WaveGlow
 
     path = check_checkpoint_path(path)
-    source = nvidia.CheckpointSource.from_any(path)
-    obj, _ = nvidia.load_any(source)
+    ckpt = read_checkpoint(path, check_mel=False)  # NVIDIA files: described even if tacotron2 mels do not fit
+    config = ckpt.config
     info: dict[str, Any] = {"path": str(path), "file_bytes": path.stat().st_size}
-    if isinstance(obj, dict) and obj.get("format") == FORMAT_NAME:
-        ckpt = load_checkpoint(path)
-        config, state_dict, folded = ckpt.config, ckpt.state_dict, ckpt.weight_norm_folded
+    if ckpt.source_format == FORMAT_NAME:
+        training = ckpt.training_state or {}
         info.update(
-            format="waveflow",
+            format=FORMAT_NAME,
             format_version=ckpt.format_version,
             waveflow_version=ckpt.waveflow_version,
             mel_source="stored in the checkpoint",
+            training_step=ckpt.training_step,
+            training_state_keys=sorted(map(str, training)),
+            metadata=_plain(ckpt.metadata),
         )
-        training = ckpt.training_state or {}
-        info["training_step"] = _plain(training.get("step"))
-        info["training_state_keys"] = sorted(map(str, training))
-        info["metadata"] = _plain(ckpt.metadata)
     else:
-        imported = nvidia.convert_loaded(obj, source.label)
-        config = VocoderConfig(model=imported.config, mel=presets.tacotron2_mel())
-        state_dict, folded = imported.state_dict, imported.weight_norm_folded
         info.update(
-            format=imported.format,
+            format=ckpt.source_format,
             mel_source="assumed tacotron2 (NVIDIA files carry no mel settings)",
-            training_step=_plain(imported.info.get("iteration")),
-            metadata=_plain(imported.info),
+            training_step=ckpt.training_step,
+            metadata=_plain(ckpt.metadata),
         )
     info["format_name"] = FORMAT_NAMES.get(info["format"], info["format"])
+    # NVIDIA files after remove_weightnorm come as a model without weight norm: "folded" to the user.
+    folded = ckpt.weight_norm_folded if ckpt.source_format == FORMAT_NAME else not config.model.weight_norm
 
-    model = WaveGlow(config.model)
-    if folded:
-        model.remove_weight_norm()
-    model.load_state_dict(state_dict, strict=True)
+    model = ckpt.build_model()
     stored = sum(p.numel() for p in model.parameters())
     # Weight norm stores w = g * v / ||v||: the gains g (parametrizations...original0) are the extra.
     gains = sum(p.numel() for name, p in model.named_parameters() if name.endswith("original0"))

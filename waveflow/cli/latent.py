@@ -21,6 +21,8 @@ import argparse
 import json
 from pathlib import Path
 
+from waveflow.errors import InputError
+
 _FIELDS = ("z", "mel", "num_samples", "sample_rate", "metadata")
 
 
@@ -63,9 +65,18 @@ def run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
     from waveflow import __version__
-    from waveflow.cli._inputs import atomic_write, load_vocoder, mel_of, resolve_device
+    from waveflow.cli._inputs import (
+        atomic_write,
+        check_output_file,
+        load_vocoder,
+        make_output_file,
+        mel_of,
+        resolve_device,
+        writing,
+    )
     from waveflow.cli.resynthesize import load_at_rate
 
+    check_output_file(args.output)  # before the model is loaded
     vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device))
     audio = load_at_rate(args.input, vocoder.sample_rate)  # (T,)
     mel = mel_of(vocoder, audio)  # (n_mels, frames)
@@ -89,8 +100,8 @@ def run_encode(args: argparse.Namespace) -> int:
         "sample_rate": np.int64(vocoder.sample_rate),
         "metadata": np.array(json.dumps(metadata)),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.output, lambda handle: np.savez(handle, **arrays))
+    with writing(make_output_file(args.output)):
+        atomic_write(args.output, lambda handle: np.savez(handle, **arrays))
     print(f"wrote {args.output}: z {tuple(z.shape)}, mel {tuple(mel.shape)}, {audio.shape[0]} samples")
     return 0
 
@@ -109,7 +120,33 @@ def _read_latent(path: Path) -> dict:
     missing = [k for k in _FIELDS if k not in fields]
     if missing:
         raise ValueError(f"{path} lacks {missing}; was it written by `waveflow encode`?")
+    for key in ("z", "mel"):
+        array = fields[key]
+        if array.ndim != 2 or array.dtype.kind not in "fiu":
+            raise InputError(
+                f"{path}: {key} is {array.dtype} of shape {array.shape}; expected a 2-D float array"
+            )
+        if not np.isfinite(array).all():
+            raise InputError(f"{path}: {key} contains {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    try:
+        metadata = json.loads(str(fields["metadata"])) if fields["metadata"].ndim == 0 else None
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise InputError(f"{path}: metadata is not the JSON object `waveflow encode` writes")
+    fields["metadata"] = metadata
     return fields
+
+
+def _count(fields: dict, key: str, path: Path, *, low: int, high: int) -> int:
+    """The integer scalar ``fields[key]``, refused unless ``low <= value <= high``."""
+    value = fields[key]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise InputError(f"{path}: {key} is {value.dtype} of shape {value.shape}; expected one integer")
+    number = int(value)
+    if not low <= number <= high:
+        raise InputError(f"{path}: {key} is {number}; expected {low} to {high}")
+    return number
 
 
 def run_decode(args: argparse.Namespace) -> int:
@@ -118,12 +155,25 @@ def run_decode(args: argparse.Namespace) -> int:
 
     from waveflow.audio.io import write_wav
     from waveflow.cli import CLIError
-    from waveflow.cli._inputs import atomic_write, load_vocoder, notice, resolve_device
+    from waveflow.cli._inputs import (
+        atomic_write,
+        check_output_file,
+        load_vocoder,
+        make_output_file,
+        notice,
+        resolve_device,
+        writing,
+    )
 
     latent = _read_latent(args.input)
-    vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device))
     z, mel = latent["z"].astype(np.float32), latent["mel"].astype(np.float32)
-    num_samples, sample_rate = int(latent["num_samples"]), int(latent["sample_rate"])
+    sample_rate = _count(latent, "sample_rate", args.input, low=1, high=10_000_000)
+    outputs = [args.output] + ([args.raw] if args.raw is not None else [])
+    for output in outputs:  # before the model is loaded
+        check_output_file(output)
+    vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device))
+    # The model gives frames * hop_length samples; num_samples trims the padding encode added.
+    num_samples = _count(latent, "num_samples", args.input, low=0, high=mel.shape[1] * vocoder.hop_length)
     if sample_rate != vocoder.sample_rate:
         raise CLIError(
             f"{args.input} was encoded at {sample_rate} Hz but the checkpoint runs at {vocoder.sample_rate} Hz"
@@ -134,15 +184,15 @@ def run_decode(args: argparse.Namespace) -> int:
             f"{args.input} holds z {z.shape} and mel {mel.shape}; this checkpoint needs mel "
             f"({vocoder.n_mels}, frames) and z {expected_z}"
         )
-    stored = json.loads(str(latent["metadata"]))
+    stored = latent["metadata"]
     if stored.get("config") != vocoder.model.config.to_dict():
         notice(f"{args.input} was encoded by another model ({stored.get('checkpoint')}); decoding anyway")
     audio = vocoder.decode(torch.from_numpy(z)[None], torch.from_numpy(mel)[None])  # (1, T)
     audio = np.asarray(_numpy(audio), dtype=np.float32).reshape(-1)[:num_samples]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(args.output, audio, vocoder.sample_rate)
+    with writing(make_output_file(args.output)):
+        write_wav(args.output, audio, vocoder.sample_rate)
     if args.raw is not None:
-        args.raw.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.raw, lambda handle: np.save(handle, audio, allow_pickle=False))
+        with writing(make_output_file(args.raw)):
+            atomic_write(args.raw, lambda handle: np.save(handle, audio, allow_pickle=False))
     print(f"wrote {args.output} ({num_samples} samples at {vocoder.sample_rate} Hz)")
     return 0

@@ -47,10 +47,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from waveflow.audio.io import write_wav
-    from waveflow.cli._inputs import load_vocoder, mel_of, resolve_device
+    from waveflow.cli._inputs import (
+        check_output_file,
+        load_vocoder,
+        make_output_file,
+        mel_of,
+        resolve_device,
+        writing,
+    )
     from waveflow.cli.synthesize import check_synthesis_arguments, run_seed
 
     check_synthesis_arguments(args)
+    check_output_file(args.output)  # before the model is loaded
     vocoder = load_vocoder(
         args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
     )
@@ -61,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     out, _ = vocoder(mel, sigma=args.sigma, denoise=args.denoiser_strength, generator=generator)
     # The vocoder returns frames * hop_length samples, a little more than the recording.
     out = out[0, : audio.shape[0]].detach().to("cpu", torch.float32).numpy()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(args.output, out, vocoder.sample_rate)
+    with writing(make_output_file(args.output)):
+        write_wav(args.output, out, vocoder.sample_rate)
     print(f"wrote {args.output} ({out.shape[0] / vocoder.sample_rate:.2f} s at {vocoder.sample_rate} Hz)")
     return 0

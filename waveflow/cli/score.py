@@ -45,18 +45,24 @@ def run(args: argparse.Namespace) -> int:
         AUDIO_EXTENSIONS,
         Failures,
         atomic_write_text,
+        check_output_file,
         collect_inputs,
         json_safe,
         load_vocoder,
+        make_output_file,
+        progress_disabled,
         resolve_device,
+        writing,
     )
     from waveflow.cli.resynthesize import load_at_rate
 
     files = collect_inputs(args.inputs, args.filelist, AUDIO_EXTENSIONS, what="audio input(s)")
+    if args.json is not None:
+        check_output_file(args.json)  # before the scoring
     vocoder = load_vocoder(args.checkpoint, device=resolve_device(args.device))
     failures = Failures()
     rows = []
-    for path in tqdm(files, desc="score", unit="file", file=sys.stderr, disable=None):
+    for path in tqdm(files, desc="score", unit="file", file=sys.stderr, disable=progress_disabled()):
         try:
             audio = load_at_rate(path, vocoder.sample_rate)
             scores = vocoder.score(audio, vocoder.sample_rate)
@@ -92,6 +98,6 @@ def run(args: argparse.Namespace) -> int:
             "num_files": len(rows),
             "failed": [{"path": str(p), "reason": r} for p, r in failures.items],
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
+        with writing(make_output_file(args.json)):
+            atomic_write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     return failures.report("score", len(files))

@@ -13,7 +13,9 @@ whichever other files are in the run.
 
 A file that cannot be used (unreadable, wrong layout or n_mels, NaN) does not stop the others: it
 is listed at the end with the reason, no WAV is written for it, and the exit code is 1. Values that
-look like another mel convention (log base, floor, normalisation) are reported once per file.
+look like another mel convention (log base, floor, normalisation) are reported once per file. An
+output folder that cannot be written (below a file, read-only, full) stops the command at once with
+exit code 4.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def synthesize_mels(
     from tqdm import tqdm
 
     from waveflow.audio.io import write_wav
-    from waveflow.cli._inputs import file_seed, notice
+    from waveflow.cli._inputs import file_seed, notice, progress_disabled, writing
     from waveflow.infer.mel_guard import check_mel_statistics
 
     for path, mel in items:
@@ -138,7 +140,7 @@ def synthesize_mels(
 
     # The vocoder would warn once per batch; the notes above are per file.
     check_mel, vocoder.check_mel = vocoder.check_mel, False
-    bar = tqdm(total=len(items), desc=desc, unit="file", file=sys.stderr, disable=None)
+    bar = tqdm(total=len(items), desc=desc, unit="file", file=sys.stderr, disable=progress_disabled())
     try:
         for batch in batches:
             start = time.perf_counter()
@@ -161,7 +163,9 @@ def synthesize_mels(
                 if not np.isfinite(samples).all():
                     failures.add(items[i][0], "the model produced NaN/Inf audio (try --precision fp32)")
                     continue
-                write_wav(out_dir / f"{items[i][0].stem}.wav", samples, vocoder.sample_rate)
+                target = out_dir / f"{items[i][0].stem}.wav"
+                with writing(target):  # a failed write stops the run: the next would fail too
+                    write_wav(target, samples, vocoder.sample_rate)
                 written += 1
                 audio_seconds += samples.shape[0] / vocoder.sample_rate
             bar.update(len(batch))
@@ -174,7 +178,9 @@ def synthesize_mels(
 
 
 def report_speed(written: int, audio_seconds: float, compute_seconds: float, out_dir: Path) -> None:
-    if written == 0:
+    from waveflow.cli._inputs import is_quiet
+
+    if written == 0 or is_quiet():
         return
     speed = f", {audio_seconds / compute_seconds:.1f}x real time" if compute_seconds > 0 else ""
     print(
@@ -188,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from waveflow.cli._inputs import (
         MEL_EXTENSIONS,
         Failures,
+        check_output_dir,
         collect_inputs,
         load_mel_file,
         load_vocoder,
@@ -199,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     files = collect_inputs(args.inputs, args.filelist, MEL_EXTENSIONS, what="mel input(s)")
+    check_output_dir(args.output_dir)  # before the model is loaded
     vocoder = load_vocoder(
         args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
     )

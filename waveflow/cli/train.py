@@ -10,7 +10,15 @@ A directory that already holds a run is refused unless ``--resume`` is given; ``
 from the newest checkpoint there (model, optimizer, step, data position and random state; on the
 CPU the result is bit for bit that of an uninterrupted run) or starts the run if it has none, so
 the same command can be repeated after a crash or a job time limit. With ``--resume`` the config defaults to
-``DIR/config.yaml``. Ctrl-C or SIGTERM stop after the current step with a checkpoint.
+``DIR/config.yaml``. Ctrl-C or SIGTERM stop after the current step with a checkpoint; the exit code
+is then 130 or 143 (128 + the signal's number).
+
+A full disk (or any write that fails in DIR) stops the run with one line naming the file and exit
+code 4; the checkpoints written before are intact and ``--resume`` continues from the last of them.
+``--resume`` never starts over in a directory whose checkpoints are all unreadable: it names them
+and exits with code 3 (move them away to start again there, or use another --run-dir); unreadable
+ones among readable ones are skipped and named. Too many non-finite steps, or non-finite weights
+after an optimizer step, stop the run with exit code 1 (the weights on disk are the last good ones).
 
 Several GPUs or machines: launch the same command through torchrun (``train.batch_size`` is the
 global batch)::

@@ -20,6 +20,11 @@ method does nothing, so the loop calls it without checking the rank.
   runs ``rank_param_sha256`` (one hash of all parameters per rank; they must be equal).
 
 A resumed run appends to the same file; a reader keeps the last record of each step.
+
+A write that fails (a full disk) raises :class:`~waveflow.errors.OutputError` naming
+``train_log.jsonl`` or the TensorBoard folder and the cause. TensorBoard writes in a background
+thread; its failure surfaces at the next TensorBoard call (or at :meth:`RunLogger.close`), and the
+thread's own traceback is not printed.
 """
 
 from __future__ import annotations
@@ -27,12 +32,28 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 from tqdm import tqdm
+
+from waveflow.train.run_dir import writing
+
+_TENSORBOARD_THREAD = "_AsyncWriterThread"  # tensorboard's event writer thread (class name)
+
+
+def _hide_writer_thread_errors(previous: Any) -> Any:
+    """A ``threading.excepthook`` that stays silent for TensorBoard's writer thread: the writer
+    re-raises the thread's error in the training thread, where it becomes one line."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ != _TENSORBOARD_THREAD:
+            previous(args)
+
+    return hook
 
 
 def _json_number(value: Any) -> Any:
@@ -50,17 +71,24 @@ class RunLogger:
         self._jsonl = None
         self._tensorboard = None
         self._bar = None
+        self._previous_excepthook = None
+        self.jsonl_path = run_dir / "train_log.jsonl"
+        self.tensorboard_dir = run_dir / "tensorboard"
         if not enabled:
             return
-        self._jsonl = open(run_dir / "train_log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        with writing(self.jsonl_path, "the training log"):
+            self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             SummaryWriter = None  # noqa: N806 (optional dependency: pip install tensorboard)
         if SummaryWriter is not None:
-            self._tensorboard = SummaryWriter(
-                log_dir=str(run_dir / "tensorboard"), purge_step=start_step or None
-            )
+            with writing(self.tensorboard_dir, "TensorBoard events in"):
+                self._tensorboard = SummaryWriter(
+                    log_dir=str(self.tensorboard_dir), purge_step=start_step or None
+                )
+            self._previous_excepthook = threading.excepthook  # restored by close()
+            threading.excepthook = _hide_writer_thread_errors(threading.excepthook)
         interactive = sys.stderr.isatty()
         self._bar = tqdm(
             total=total_steps,
@@ -84,17 +112,19 @@ class RunLogger:
             "time": round(time.time(), 3),
             **{k: _json_number(v) for k, v in fields.items()},
         }
-        self._jsonl.write(json.dumps(line) + "\n")
-        self._jsonl.flush()
+        with writing(self.jsonl_path, "the training log"):
+            self._jsonl.write(json.dumps(line) + "\n")
+            self._jsonl.flush()
         step = fields.get("step")
         if self._tensorboard is not None and event in ("train", "val") and step is not None:
-            for key, value in fields.items():
-                if (
-                    key not in ("step", "epoch")
-                    and isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                ):
-                    self._tensorboard.add_scalar(f"{event}/{key}", value, step)
+            with writing(self.tensorboard_dir, "TensorBoard events in"):
+                for key, value in fields.items():
+                    if (
+                        key not in ("step", "epoch")
+                        and isinstance(value, (int, float))
+                        and not isinstance(value, bool)
+                    ):
+                        self._tensorboard.add_scalar(f"{event}/{key}", value, step)
 
     def progress(self, step: int, **postfix: str) -> None:
         """Move the bar to ``step`` and show ``postfix`` (already formatted strings)."""
@@ -112,9 +142,10 @@ class RunLogger:
     def audio(self, tag: str, audio: Tensor, sample_rate: int, step: int) -> None:
         """``audio (T,)`` in [-1, 1] to TensorBoard (clipped)."""
         if self._tensorboard is not None:
-            self._tensorboard.add_audio(
-                tag, audio.detach().float().clamp(-1, 1).cpu(), step, sample_rate=sample_rate
-            )
+            with writing(self.tensorboard_dir, "TensorBoard events in"):
+                self._tensorboard.add_audio(
+                    tag, audio.detach().float().clamp(-1, 1).cpu(), step, sample_rate=sample_rate
+                )
 
     def mel_image(self, tag: str, mel: Tensor, step: int) -> None:
         """``mel (n_mels, frames)`` as a greyscale image, low frequencies at the bottom."""
@@ -123,13 +154,31 @@ class RunLogger:
         image = mel.detach().float().cpu().flip(0)  # row 0 = highest mel bin, as in a spectrogram plot
         low, high = image.min(), image.max()
         image = (image - low) / (high - low).clamp_min(1e-8)  # [0, 1] for add_image
-        self._tensorboard.add_image(tag, image, step, dataformats="HW")
+        with writing(self.tensorboard_dir, "TensorBoard events in"):
+            self._tensorboard.add_image(tag, image, step, dataformats="HW")
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-        if self._jsonl is not None:
-            self._jsonl.close()
+        """Close every sink (each one even if another fails); then raise the first failure."""
+        failures: list[BaseException] = []
+        sinks = [
+            (self._bar, None, ""),
+            (self._tensorboard, self.tensorboard_dir, "TensorBoard events in"),
+            (self._jsonl, self.jsonl_path, "the training log"),
+        ]
         self._bar = self._tensorboard = self._jsonl = None
+        for sink, path, what in sinks:
+            if sink is None:
+                continue
+            try:
+                if path is None:
+                    sink.close()
+                else:
+                    with writing(path, what):
+                        sink.close()
+            except Exception as exc:
+                failures.append(exc)
+        if self._previous_excepthook is not None:
+            threading.excepthook = self._previous_excepthook
+            self._previous_excepthook = None
+        if failures:
+            raise failures[0]

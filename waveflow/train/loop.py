@@ -20,7 +20,15 @@ run the flow (under autocast on CUDA: bf16 by default, fp16 with a ``GradScaler`
 float32 outside autocast; backpropagate; clip the gradient norm; step Adam. A step whose loss or
 gradient norm is not finite, or whose batch holds NaN/Inf audio, is skipped on every rank (weights
 and optimizer untouched) and counted; ``train.max_nonfinite_steps`` skipped steps in a row stop the
-run with a checkpoint of the last good weights.
+run with a checkpoint of the last good weights. After every optimizer step the parameters are
+checked too: a step that leaves any of them NaN/Inf (finite loss and gradients, but a corrupt
+optimizer state or an overflowing update) stops the run at once, without saving those weights.
+
+A full disk (or any failed write in the run directory) stops the run with
+:class:`~waveflow.errors.OutputError` naming the file; every checkpoint written before is intact
+(atomic writes), and ``--resume`` continues from the last of them. A resume never destroys what it
+resumes from: unreadable checkpoints are skipped (and named), and if none can be read the resume is
+refused with :class:`~waveflow.errors.CheckpointError` before anything is written.
 
 The learning rate is a pure function of the step (:func:`learning_rate_at`), so restoring the
 step restores the schedule, and a resumed run follows the schedule of its current config.
@@ -38,7 +46,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,13 +59,14 @@ from waveflow.audio.features import MelSpectrogram
 from waveflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from waveflow.config import ExperimentConfig, TrainConfig
 from waveflow.data import SegmentDataset, UtteranceDataset, read_filelist
+from waveflow.errors import CheckpointError, OutputError
 from waveflow.model import WaveGlow
 from waveflow.train import distributed
 from waveflow.train.batches import batches_per_epoch, epoch_loader
 from waveflow.train.distributed import DistributedEnv
 from waveflow.train.ema import ExponentialMovingAverage
 from waveflow.train.logging import RunLogger
-from waveflow.train.run_dir import RunDir
+from waveflow.train.run_dir import RunDir, writing
 from waveflow.train.state import TrainerState, capture_rng_state, parameter_sha256, restore_rng_state
 from waveflow.train.yaml_config import write_config
 
@@ -162,11 +171,15 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
 
     Inputs (config, file lists, audio files, the run directory) are checked before anything is
     written. Without ``resume`` a directory that already holds a run is refused; with ``resume``
-    the newest checkpoint in it is continued (model, optimizer, scaler, step, data position, RNG
-    states), or a new run starts if there is none. Under torchrun this runs on every rank.
+    the newest readable checkpoint in it is continued (model, optimizer, scaler, step, data
+    position, RNG states), or a new run starts if there is none; if there are checkpoints but none
+    can be read, :class:`~waveflow.errors.CheckpointError` is raised and nothing is written. Under
+    torchrun this runs on every rank.
 
     Returns how the run ended; raises :class:`TrainingDivergedError` after
-    ``train.max_nonfinite_steps`` consecutive non-finite steps (having saved a checkpoint).
+    ``train.max_nonfinite_steps`` consecutive non-finite steps (having saved a checkpoint) or when
+    an optimizer step leaves a parameter non-finite (saving nothing), and
+    :class:`~waveflow.errors.OutputError` when a write in the run directory fails (a full disk).
     """
     config.validate()
     tcfg, dcfg = config.train, config.data
@@ -218,41 +231,117 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
 
     distributed.init_process_group(env, device)
     try:
-        checkpoint = _checkpoint_to_resume(run, config, resume)
+        checkpoint, skipped = _checkpoint_to_resume(run, config, resume)
         distributed.barrier()  # every rank has looked at the directory before rank 0 writes to it
         removed: list[Path] = []
         if env.is_main:
-            run.create()
-            removed = run.remove_partial_files()
-            write_config(config, run.config)
+            with writing(run.checkpoints, "the checkpoint folder"):
+                run.create()
+                removed = run.remove_partial_files()
+            with writing(run.config, "the run's config"):
+                write_config(config, run.config)
         start_step = checkpoint.training_state["trainer"]["step"] if checkpoint is not None else 0
         logger = RunLogger(run.root, enabled=env.is_main, total_steps=tcfg.max_steps, start_step=start_step)
-        with _GracefulStop() as stop, contextlib.closing(logger):
+        with _GracefulStop() as stop, _closed_after(logger):
             if removed:
                 logger.message(f"removed {len(removed)} partial file(s) left by an interrupted write")
-            return _run(config, run, env, device, amp_dtype, train_set, val_set, checkpoint, stop, logger)
+            return _run(
+                config, run, env, device, amp_dtype, train_set, val_set, checkpoint, stop, logger, skipped
+            )
     finally:
         distributed.destroy_process_group()
 
 
-def _checkpoint_to_resume(run: RunDir, config: ExperimentConfig, resume: bool) -> Checkpoint | None:
+@contextlib.contextmanager
+def _closed_after(logger: RunLogger) -> Iterator[RunLogger]:
+    """Close ``logger`` after the block. When the block failed, that failure is the one reported: a
+    second one from closing (the same full disk, met again while flushing) is dropped."""
+    try:
+        yield logger
+    except BaseException:
+        with contextlib.suppress(Exception):
+            logger.close()
+        raise
+    logger.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_training_state(checkpoint: Checkpoint) -> None:
+    """Refuse a training state that :func:`_restore` could not use (a file not written by waveflow)."""
+    state = checkpoint.training_state
+    assert state is not None
+    problems = [
+        key
+        for key, kind in (("trainer", dict), ("optimizer", dict), ("scaler", dict), ("rng", list))
+        if not isinstance(state.get(key), kind)
+    ]
+    if not problems and not (isinstance(state["rng"], list) and state["rng"]):
+        problems.append("rng")
+    batch = state.get("global_batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        problems.append("global_batch_size")
+    if not problems:
+        step = state["trainer"].get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            problems.append("trainer.step")
+        else:
+            try:
+                TrainerState.from_dict(state["trainer"])
+            except (TypeError, ValueError):
+                problems.append("trainer")
+    if problems:
+        raise CheckpointError(
+            f"{checkpoint.path}: its training state is incomplete or malformed ({', '.join(problems)})"
+        )
+
+
+def _checkpoint_to_resume(
+    run: RunDir, config: ExperimentConfig, resume: bool
+) -> tuple[Checkpoint | None, list[Path]]:
+    """The newest readable checkpoint of ``run`` (or ``None`` for a new run), and the unreadable
+    ones skipped on the way. Refuses, before anything is written, when there are checkpoints but
+    none can be read: starting afresh there would overwrite and prune them."""
     if not resume:
         if run.holds_run():
             raise ValueError(
                 f"{run.root} already holds a training run; pass --resume to continue it, or choose another --run-dir"
             )
-        return None
+        return None, []
+    skipped: list[tuple[Path, str]] = []
     for path in run.resume_candidates():
         try:
             checkpoint = load_checkpoint(path)
-        except ValueError as exc:  # only possible for files not written by waveflow's atomic save
-            print(f"warning: cannot resume from {path}: {exc}", file=sys.stderr)
+            if checkpoint.training_state is not None:
+                _check_training_state(checkpoint)
+        except (ValueError, OSError) as exc:  # corrupt, truncated, unsafe, non-finite, unreadable
+            skipped.append((path, _one_line(exc)))
+            print(f"warning: cannot resume from {path}: {_one_line(exc)}", file=sys.stderr)
             continue
         if checkpoint.training_state is None:
-            raise ValueError(f"{path} holds no training state (it is an export, not a training checkpoint)")
+            raise CheckpointError(
+                f"{path} holds no training state (it is an export, not a training checkpoint)"
+            )
         _check_same_vocoder(checkpoint, config)
-        return checkpoint
-    return None
+        if skipped:
+            print(
+                f"warning: resuming from {path}, skipping {len(skipped)} newer checkpoint(s) that cannot be "
+                f"read: {', '.join(p.name for p, _ in skipped)}. They are left in place (and never pruned); "
+                "a step file is replaced when the run writes that step again.",
+                file=sys.stderr,
+            )
+        return checkpoint, [p for p, _ in skipped]
+    if skipped:
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in skipped)
+        raise CheckpointError(
+            f"cannot resume: none of the {len(skipped)} checkpoint(s) in {run.checkpoints} can be read "
+            f"({reasons}). Nothing was changed. To continue, restore a readable copy of one of them; to "
+            f"start this run again from step 0, move them out of {run.checkpoints} first; or start a "
+            "new run in another --run-dir."
+        )
+    return None, []
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -293,6 +382,7 @@ def _run(
     checkpoint: Checkpoint | None,
     stop: _GracefulStop,
     logger: RunLogger,
+    skipped: list[Path] | None = None,
 ) -> TrainResult:
     tcfg, dcfg = config.train, config.data
 
@@ -339,10 +429,11 @@ def _run(
         logger.message("no data.validation_files: validation NLL and best.pt are off")
 
     # -- the loop ------------------------------------------------------------------------------------
-    saver = _Checkpointer(run, model, config, optimizer, scaler, env, logger, ema)
+    saver = _Checkpointer(run, model, config, optimizer, scaler, env, logger, ema, keep=set(skipped or ()))
     last_saved, last_checkpoint = (state.step, checkpoint.path) if checkpoint is not None else (-1, None)
     window = _Window()
     stopping = False  # set on every rank at once (see the flags below)
+    weights_broken = False  # the parameters are not finite: nothing may save them
     model.train()
     batches = _batches(train_set, env, state, config, pin_memory=device.type == "cuda")
     cpu_clock = time.process_time()
@@ -373,6 +464,14 @@ def _run(
                     ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype, state.step
                 )
                 good = math.isfinite(loss) and math.isfinite(grad_norm)
+                if good:
+                    broken = _nonfinite_parameters(model)
+                    if bool(distributed.all_reduce_(torch.tensor(float(bool(broken)), device=device), "max")):
+                        weights_broken = True
+                        logger.record("end", step=state.step + 1, status="diverged")
+                        raise TrainingDivergedError(
+                            _broken_weights_message(state.step + 1, broken, last_checkpoint, tcfg)
+                        )
                 if good and ema is not None:
                     ema.update(model)
                 if not good:
@@ -446,14 +545,21 @@ def _run(
                     f"The last good weights are in {last_checkpoint}. Try a lower train.learning_rate, "
                     f"train.grad_clip_norm, train.precision=fp32, or check the audio (silent or NaN clips)."
                 )
-    except Exception:
+    except Exception as exc:
         # An unexpected failure (a data loader worker killed, a full disk, out of memory) must not
-        # cost the run: the weights and counters describe the last completed step, so save them.
-        # In a distributed run the other ranks may not reach the save collectives, so there the
-        # periodic checkpoints are what a --resume continues from.
-        if not env.is_distributed and last_saved != state.step:
+        # cost the run: the weights and counters describe the last completed step, so save them
+        # (unless they are the non-finite weights the guard stopped on; on a full disk this fails
+        # too, harmlessly: writes are atomic). In a distributed run the other ranks may not reach
+        # the save collectives, so there the periodic checkpoints are what a --resume continues from.
+        if not env.is_distributed and last_saved != state.step and not weights_broken:
             with contextlib.suppress(Exception):
-                saver.save(state, reason="crash", step_file=True, best=False)
+                last_checkpoint = saver.save(state, reason="crash", step_file=True, best=False)
+        if isinstance(exc, OutputError):  # a failed write in the run directory: say how to go on
+            raise OutputError(
+                f"{exc}; the last complete checkpoint is {last_checkpoint}: make room, then continue with --resume"
+                if last_checkpoint is not None
+                else f"{exc}; no checkpoint was written: make room, then start again with --resume"
+            ) from exc
         raise
 
     # -- the end: an interrupted run saves where it stopped; check that the ranks agree -------------
@@ -603,6 +709,41 @@ def _optimize(
     return loss_value, nvidia_value, grad_norm, aux_value
 
 
+def _nonfinite_parameters(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters holding NaN/Inf (one max-norm per tensor, fused where torch can)."""
+    named = [(name, p.detach()) for name, p in model.named_parameters()]
+    if not named:
+        return []
+    tensors = [p for _, p in named]
+    foreach_norm = getattr(torch, "_foreach_norm", None)
+    if foreach_norm is not None:
+        norms = torch.stack(foreach_norm(tensors, math.inf))
+    else:  # pragma: no cover (every torch this package supports has it)
+        norms = torch.stack([torch.linalg.vector_norm(p, math.inf) for p in tensors])
+    finite = torch.isfinite(norms)
+    if bool(finite.all()):
+        return []
+    return [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+
+
+def _broken_weights_message(
+    step: int, names: list[str], last_checkpoint: Path | None, tcfg: TrainConfig
+) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    where = (
+        f"The last good weights are in {last_checkpoint}"
+        if last_checkpoint is not None
+        else "No checkpoint had been written yet"
+    )
+    return (
+        f"training stopped at step {step}: the optimizer step left non-finite (NaN/Inf) values in "
+        f"{len(names) or 'some'} parameter(s) ({shown or 'on another rank'}) although the loss and gradient "
+        f"norm were finite (a corrupt optimizer state, or an update that overflowed). These weights were "
+        f"not saved. {where}. Try a lower train.learning_rate (now {tcfg.learning_rate}) or "
+        f"train.grad_clip_norm, or continue from an earlier checkpoint."
+    )
+
+
 def _autocast(device: torch.device, amp_dtype: torch.dtype) -> contextlib.AbstractContextManager:
     if amp_dtype == torch.float32:
         return contextlib.nullcontext()
@@ -731,6 +872,7 @@ class _Checkpointer:
     env: DistributedEnv
     logger: RunLogger
     ema: ExponentialMovingAverage | None = None
+    keep: set[Path] = field(default_factory=set)  # never pruned: unreadable files a resume skipped
 
     def save(self, state: TrainerState, *, reason: str, step_file: bool, best: bool) -> Path | None:
         """Collective: every rank contributes its RNG state and waits at the barrier until rank 0
@@ -759,15 +901,21 @@ class _Checkpointer:
                     k: v.detach().clone() for k, v in self.model.state_dict().items()
                 }
                 training_state["ema"] = self.ema.state_dict()
-            with self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext():
+            with (
+                self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext(),
+                writing(path, "checkpoint"),
+            ):
                 save_checkpoint(
                     path, self.model, self.config.mel, training_state=training_state, metadata=metadata
                 )
+            self.keep.discard(path)  # written by this run now (it replaced an unreadable file)
             if step_file:
-                self.run.point(self.run.last, path)
+                with writing(self.run.last, "checkpoint"):
+                    self.run.point(self.run.last, path)
                 if best:
-                    self.run.point(self.run.best, path)
-                self.run.prune(self.config.train.keep_last)
+                    with writing(self.run.best, "checkpoint"):
+                        self.run.point(self.run.best, path)
+                self.run.prune(self.config.train.keep_last, written=path, keep=self.keep)
             self.logger.record(
                 "checkpoint", step=state.step, path=str(path), reason=reason, cpu_s=state.cpu_seconds
             )
