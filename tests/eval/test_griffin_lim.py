@@ -52,3 +52,20 @@ def test_griffin_lim_refuses_a_wrong_mel():
         griffin_lim(np.zeros((40, 10)), cfg)
     with pytest.raises(ValueError, match="NaN"):
         griffin_lim(np.full((80, 10), np.nan), cfg)
+
+
+def test_long_mels_are_inverted_piece_by_piece():
+    """Above ``max_frames`` each piece is inverted on its own and the pieces join end to end: the
+    result equals the concatenation of the pieces' inversions (bounded memory on long recordings),
+    and a mel within the limit is inverted whole."""
+    cfg = tacotron2_mel()
+    mel = MelSpectrogram.from_config(cfg)(torch.from_numpy(speech_like(16000))).numpy()  # 63 frames
+    whole = griffin_lim(mel, cfg, n_iter=4, max_frames=None)
+    np.testing.assert_array_equal(griffin_lim(mel, cfg, n_iter=4), whole)  # default limit: whole
+    pieces = griffin_lim(mel, cfg, n_iter=4, max_frames=25)
+    assert pieces.shape == whole.shape
+    expected = np.concatenate(
+        [griffin_lim(mel[:, a : a + 25], cfg, n_iter=4, max_frames=None) for a in (0, 25, 50)]
+    )
+    np.testing.assert_array_equal(pieces, expected)
+    assert not np.array_equal(pieces, whole)

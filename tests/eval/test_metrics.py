@@ -136,3 +136,32 @@ def test_compute_metrics_keys_match_the_csv_columns(speech):
     values = metrics.compute_metrics(speech, speech, SR)
     assert tuple(values) == metrics.METRIC_NAMES
     assert values["mrstft"] == 0.0 and values["voicing_error"] == 0.0
+
+
+def test_segment_bounds_cover_the_signal_and_merge_a_short_tail():
+    assert metrics.segment_bounds(100, 40) == [(0, 40), (40, 80), (80, 100)]  # a tail of half a segment stays
+    assert metrics.segment_bounds(95, 40) == [(0, 40), (40, 95)]  # tail of 15 joins its predecessor
+    assert metrics.segment_bounds(130, 40) == [(0, 40), (40, 80), (80, 130)]
+    assert metrics.segment_bounds(30, 40) == [(0, 30)]
+    for n, seg in [(1000, 7), (999, 100), (5, 5)]:
+        bounds = metrics.segment_bounds(n, seg)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(b == c for (_, b), (c, _) in zip(bounds, bounds[1:]))
+
+
+def test_long_pairs_are_scored_in_segments_as_the_length_weighted_mean(speech):
+    """Short pairs are scored whole (the default changes nothing); a long pair is the weighted mean
+    of its segments' scores, so memory is bounded by the segment, not the recording."""
+    noisy = speech + _noise(speech.size)
+    whole = metrics.compute_metrics(speech, noisy, SR, segment_seconds=None)
+    assert metrics.compute_metrics(speech, noisy, SR) == whole  # 1 s < 30 s: whole
+    seg = 0.45  # seconds: segments of 7200 and 8800 samples (the 1600-sample tail joins the second)
+    bounds = metrics.segment_bounds(speech.size, int(seg * SR))
+    assert bounds == [(0, 7200), (7200, 16000)]
+    parts = [metrics.compute_metrics(speech[a:b], noisy[a:b], SR, segment_seconds=None) for a, b in bounds]
+    segmented = metrics.compute_metrics(speech, noisy, SR, segment_seconds=seg)
+    for name, value in segmented.items():
+        expected = (parts[0][name] * 7200 + parts[1][name] * 8800) / 16000
+        if math.isfinite(expected):
+            assert value == pytest.approx(expected, rel=1e-9), name
+    assert segmented["stoi"] != whole["stoi"]  # really computed per segment

@@ -119,6 +119,18 @@ def test_logdet_matches_autograd_jacobian(flow_case):
     check_jacobian(flow, x, cond)
 
 
+def test_per_position_logdet_sums_to_forward(flow_case):
+    """``forward_per_position`` gives ``forward``'s output and splits its log-det over time."""
+    flow, channels = flow_case
+    x, cond = make_input(channels, length=6)
+    with torch.no_grad():
+        y, logdet = flow(x, cond)
+        y_pp, logdet_pp = flow.forward_per_position(x, cond)
+    torch.testing.assert_close(y_pp, y)
+    assert logdet_pp.dim() == 2 and logdet_pp.shape[0] == x.shape[0]
+    torch.testing.assert_close(logdet_pp.sum(1), logdet, rtol=1e-5, atol=1e-5)
+
+
 def test_batch_consistency(flow_case):
     flow, channels = flow_case
     x, cond = make_input(channels, batch=3)

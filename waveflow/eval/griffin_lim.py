@@ -21,15 +21,42 @@ import numpy as np
 from waveflow.config import MelConfig
 
 DEFAULT_N_ITER = 32
+# About 30 s at 22.05 kHz with hop 256: longer mels are inverted piece by piece.
+MAX_FRAMES = 2560
 
 
 def griffin_lim(
-    mel: np.ndarray, mel_config: MelConfig, *, n_iter: int = DEFAULT_N_ITER, random_state: int = 0
+    mel: np.ndarray,
+    mel_config: MelConfig,
+    *,
+    n_iter: int = DEFAULT_N_ITER,
+    random_state: int = 0,
+    max_frames: int | None = MAX_FRAMES,
 ) -> np.ndarray:
-    """Log-mel ``(n_mels, frames)`` in ``mel_config``'s convention -> audio ``(frames * hop_length,)`` float32."""
+    """Log-mel ``(n_mels, frames)`` in ``mel_config``'s convention -> audio ``(frames * hop_length,)`` float32.
+
+    Mels longer than ``max_frames`` are inverted in consecutive pieces of that many frames (each
+    piece's audio is its frames' hops, so the pieces join end to end): memory stays bounded on long
+    recordings, at the price of a seam every ``max_frames`` frames. ``None``: always whole.
+    """
+    mel = np.asarray(mel, dtype=np.float64)
+    if max_frames is not None:
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if mel.ndim == 2 and mel.shape[1] > max_frames:
+            pieces = [
+                griffin_lim(
+                    mel[:, a : a + max_frames],
+                    mel_config,
+                    n_iter=n_iter,
+                    random_state=random_state,
+                    max_frames=None,
+                )
+                for a in range(0, mel.shape[1], max_frames)
+            ]
+            return np.concatenate(pieces)
     import librosa
 
-    mel = np.asarray(mel, dtype=np.float64)
     cfg = mel_config
     if mel.ndim != 2 or mel.shape[0] != cfg.n_mels:
         raise ValueError(f"mel must be (n_mels={cfg.n_mels}, frames), got shape {mel.shape}")

@@ -38,6 +38,8 @@ PESQ_SAMPLE_RATE = 16000
 # (n_fft, hop_length, win_length)
 MRSTFT_RESOLUTIONS = STFT_RESOLUTIONS
 _MEL_F_MAX = 8000.0
+# Pairs longer than this are scored in segments (memory bounded on long recordings).
+SEGMENT_SECONDS = 30.0
 
 
 class MetricUnavailableWarning(UserWarning):
@@ -155,9 +157,52 @@ def mel_l1(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> flo
     return float((ref - est).abs().mean())
 
 
-def compute_metrics(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """All metrics for one aligned pair, keyed as in ``evaluate``'s ``metrics.csv``."""
+def compute_metrics(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    *,
+    segment_seconds: float | None = SEGMENT_SECONDS,
+) -> dict[str, float]:
+    """All metrics for one aligned pair, keyed as in ``evaluate``'s ``metrics.csv``.
+
+    Pairs longer than ``segment_seconds`` are scored in consecutive segments of that length (the
+    last one takes the remainder, merged into its predecessor when shorter than half a segment)
+    and each metric is the length-weighted mean over the segments where it is finite: memory stays
+    bounded on long recordings (pYIN, PESQ and the STFTs of a 10-minute pair need several GB).
+    Shorter pairs, every usual utterance, are scored whole. ``None``: always whole.
+    """
     reference, estimate = _pair(reference, estimate)
+    if segment_seconds is not None:
+        if not segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+        bounds = segment_bounds(reference.shape[0], int(segment_seconds * sample_rate))
+        if len(bounds) > 1:
+            parts = [_metrics_whole(reference[a:b], estimate[a:b], sample_rate) for a, b in bounds]
+            weights = [b - a for a, b in bounds]
+            return {name: _weighted_mean([p[name] for p in parts], weights) for name in parts[0]}
+    return _metrics_whole(reference, estimate, sample_rate)
+
+
+def segment_bounds(num_samples: int, segment: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``num_samples`` in pieces of ``segment`` samples; a last piece
+    shorter than ``segment / 2`` joins the one before it."""
+    if segment < 1:
+        raise ValueError(f"segment must be >= 1 sample, got {segment}")
+    starts = list(range(0, num_samples, segment))
+    if len(starts) > 1 and num_samples - starts[-1] < segment / 2:
+        starts.pop()
+    return [(a, starts[i + 1] if i + 1 < len(starts) else num_samples) for i, a in enumerate(starts)]
+
+
+def _weighted_mean(values: list[float], weights: list[int]) -> float:
+    pairs = [(v, w) for v, w in zip(values, weights) if math.isfinite(v)]
+    if not pairs:
+        return float("nan")
+    return float(sum(v * w for v, w in pairs) / sum(w for _, w in pairs))
+
+
+def _metrics_whole(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
     stft = multi_resolution_stft_distance(reference, estimate)
     pitch = f0_metrics(reference, estimate, sample_rate)
     return {

@@ -58,6 +58,25 @@ class Flow(nn.Module):
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def forward_per_position(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``forward`` with the log-determinant split over time: ``(y, logdet (B, T))``.
+
+        ``logdet.sum(1)`` is ``forward``'s value. Windowed (bounded-memory) likelihood keeps only
+        the positions a window computes exactly. This default spreads ``forward``'s value evenly,
+        which is right for flows that act on every position alike (1x1 convolutions, ActNorm,
+        permutations, additive couplings); flows whose log-det varies along time override it.
+        """
+        y, logdet = self.forward(x, cond)
+        return y, (logdet / x.shape[-1]).unsqueeze(1).expand(-1, x.shape[-1])
+
+
+def _chain_per_position(flows: Iterable[Flow], x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+    logdet = x.new_zeros(x.shape[0], x.shape[-1], dtype=logdet_dtype(x))
+    for flow in flows:
+        x, ld = flow.forward_per_position(x, cond)
+        logdet = logdet + ld
+    return x, logdet
+
 
 class SequentialFlow(Flow):
     """A chain of flows; log-determinants add up.
@@ -82,6 +101,9 @@ class SequentialFlow(Flow):
             y, ld = flow.inverse(y, cond)
             logdet = logdet + ld
         return y, logdet
+
+    def forward_per_position(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return _chain_per_position(self.flows, x, cond)
 
 
 class FlowStep(Flow):
@@ -113,3 +135,6 @@ class FlowStep(Flow):
             y, ld = flow.inverse(y, cond)
             logdet = logdet + ld
         return y, logdet
+
+    def forward_per_position(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return _chain_per_position(self._parts(), x, cond)

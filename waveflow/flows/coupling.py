@@ -77,11 +77,17 @@ class AffineCoupling(_Coupling):
         return shift, log_s
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        y, log_s = self._forward(x, cond)
+        return y, log_s.to(logdet_dtype(x)).sum(dim=(1, 2))
+
+    def forward_per_position(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        y, log_s = self._forward(x, cond)
+        return y, log_s.to(logdet_dtype(x)).sum(dim=1)
+
+    def _forward(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         x_a, x_b = self.split(x)
         shift, log_s = self.shift_and_log_scale(x_a, cond)
-        y_b = x_b * torch.exp(log_s) + shift
-        logdet = log_s.to(logdet_dtype(x)).sum(dim=(1, 2))
-        return self.merge(x_a, y_b), logdet
+        return self.merge(x_a, x_b * torch.exp(log_s) + shift), log_s
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y_a, y_b = self.split(y)

@@ -74,15 +74,23 @@ class MultiScaleFlow(Flow):
         self.schedule = schedule
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._forward(x, cond, per_position=False)
+
+    def forward_per_position(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._forward(x, cond, per_position=True)
+
+    def _forward(self, x: Tensor, cond: Tensor | None, per_position: bool) -> tuple[Tensor, Tensor]:
         if x.dim() != 3 or x.shape[1] != self.schedule.num_channels:
             raise ValueError(f"expected (B, {self.schedule.num_channels}, T), got {tuple(x.shape)}")
         logdet = zero_logdet(x)
+        if per_position:
+            logdet = logdet.unsqueeze(1).expand(-1, x.shape[2])
         emitted = []
         for step, e in zip(self.steps, self.schedule.emit):
             if e:
                 early, x = x.split([e, x.shape[1] - e], dim=1)
                 emitted.append(early)
-            x, ld = step(x, cond)
+            x, ld = step.forward_per_position(x, cond) if per_position else step(x, cond)
             logdet = logdet + ld
         return torch.cat(emitted + [x], dim=1), logdet
 

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from waveflow.flows import unsqueeze
+from waveflow.flows import squeeze, unsqueeze
 from waveflow.model import WaveGlow
 
 LATENT_BLOCK_GROUPS = 4096
@@ -148,17 +148,20 @@ def chunk_windows(
     n_group: int,
     hop_length: int,
     frame_range: Callable[[int, int, int], tuple[int, int]],
+    *,
+    exact_length: bool = True,
 ) -> Iterator[tuple[int, int, int, int, int, int]]:
     """The windows of chunked offline synthesis: per chunk ``(a, b, w0, w1, f0, f1)``.
 
     Groups ``[a, b)`` (at most ``chunk_groups``) are kept from the window ``[w0, w1)``, which adds
     ``context`` groups each side (cut at the sequence ends); mel frames ``[f0, f1)`` are the ones
     that reach the window (``frame_range(start_sample, stop_sample, num_frames)``, the model's
-    alignment rule). Raises ``ValueError`` when ``z`` and the mel disagree in length.
+    alignment rule). Raises ``ValueError`` when ``z`` and the mel disagree in length, unless
+    ``exact_length`` is false (encoding: audio may end before the last frame's hop).
     """
     if chunk_groups < 1:
         raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
-    if num_groups * n_group != num_frames * hop_length:
+    if exact_length and num_groups * n_group != num_frames * hop_length:
         raise ValueError(
             f"z has {num_groups} groups but {num_frames} frames need {num_frames * hop_length // n_group}"
         )
@@ -243,6 +246,69 @@ def synthesize_chunked(model: WaveGlow, mel: Tensor, z: Tensor, chunk_groups: in
             model, mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0, keep=(a, b), num_frames=mel.shape[2]
         )
     return audio
+
+
+# -- windowed encoding (likelihood) -------------------------------------------------------------------
+def encode_window(
+    model: WaveGlow,
+    mel: Tensor,
+    audio: Tensor,
+    start: int,
+    mel_offset: int = 0,
+    keep: tuple[int, int] | None = None,
+    num_frames: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Forward flow over one window of groups ``[start, start + W)``: the latent and log-det of ``keep``.
+
+    ``audio``: ``(B, W * n_group)``, the samples of the window; ``mel`` and ``num_frames`` as in
+    :func:`decode_window`. Returns ``z`` of the absolute groups ``keep = [a, b)``, ``(B, n_group,
+    b - a)``, and the log-determinant of those positions, ``(B,)`` (every step's log-det split over
+    time by :meth:`~waveflow.flows.Flow.forward_per_position`, summed over ``keep``). With ``H``
+    groups of context on each side of ``keep`` (or a sequence edge) both are exact.
+    """
+    g = model.n_group
+    width = audio.shape[1] // g
+    keep_lo, keep_hi = (0, width) if keep is None else (keep[0] - start, keep[1] - start)
+    if not 0 <= keep_lo < keep_hi <= width:
+        raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
+    total_frames = mel_offset + mel.shape[2] if num_frames is None else num_frames
+    cond = model.condition_window(mel, mel_offset, start, width, total_frames)
+    z, logdet = model.flow.forward_per_position(squeeze(audio, g), cond)
+    return z[:, :, keep_lo:keep_hi], logdet[:, keep_lo:keep_hi].sum(1)
+
+
+def encode_chunked(model: WaveGlow, audio: Tensor, mel: Tensor, chunk_groups: int) -> tuple[Tensor, Tensor]:
+    """``model.forward(audio, mel)`` in windows of at most ``chunk_groups + 2 * H`` groups.
+
+    Memory is bounded by the chunk, not the recording; ``z`` and the log-det equal the unchunked
+    values up to float rounding (the exact likelihood of a long recording, chunk by chunk).
+    """
+    model._check_mel(mel)
+    model._check_audio(audio, mel)
+    g = model.n_group
+    num_groups = audio.shape[1] // g
+    windows = list(
+        chunk_windows(
+            mel.shape[2],
+            num_groups,
+            chunk_groups,
+            context_groups(model),
+            g,
+            model.hop_length,
+            model.cond_frames,
+            exact_length=False,
+        )
+    )
+    if len(windows) == 1:
+        return model.forward(audio, mel)
+    z = audio.new_empty(audio.shape[0], g, num_groups)
+    logdet = None
+    for a, b, w0, w1, f0, f1 in windows:
+        z[:, :, a:b], part = encode_window(
+            model, mel[:, :, f0:f1], audio[:, w0 * g : w1 * g], w0, f0, keep=(a, b), num_frames=mel.shape[2]
+        )
+        logdet = part if logdet is None else logdet + part
+    return z, logdet
 
 
 # -- streaming -----------------------------------------------------------------------------------------

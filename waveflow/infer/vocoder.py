@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from waveflow import losses
 from waveflow.audio.features import MelSpectrogram
 from waveflow.config import MelConfig, VocoderConfig
 from waveflow.infer import mel_guard
@@ -59,6 +60,7 @@ from waveflow.infer.streaming import (
     LatentStream,
     StreamingSynthesizer,
     context_samples,
+    encode_chunked,
     synthesize_chunked,
 )
 from waveflow.model import WaveGlow
@@ -621,8 +623,15 @@ class Vocoder(nn.Module):
         unbatched = audio_t.dim() == 1
         audio_t = audio_t.unsqueeze(0) if unbatched else audio_t  # (T,) -> (1, T)
         mel_t = self._prepare_mel(mel)
-        z = self.model.encode(audio_t.to(self.device, mel_t.dtype), mel_t)
+        z, _ = self._encode(audio_t.to(self.device, mel_t.dtype), mel_t)
         return z[0] if unbatched else z
+
+    def _encode(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """``model.forward`` in windows (bounded memory on long recordings): ``(z, logdet)``."""
+        # The plain engine's windows: the model computes every WaveNet layer's conditioning at once
+        # (8192 channels per group for NVIDIA's model), which bounds the window, as in decoding.
+        frames = self._chunk_frames(fast=False)
+        return encode_chunked(self.model, audio, mel, max(1, frames * self.hop_length // self.n_group))
 
     @torch.no_grad()
     def decode(self, z: ArrayLike, mel: ArrayLike) -> Tensor:
@@ -651,7 +660,9 @@ class Vocoder(nn.Module):
         """Exact negative log-likelihood of one clip ``(T,)`` under the model, given its own mel.
 
         The audio is resampled to :attr:`sample_rate` if needed, its mel computed with :meth:`mel`,
-        and the clip cut to a multiple of ``n_group`` the mel covers. ``sigma`` is the prior's
+        and the clip cut to a multiple of ``n_group`` the mel covers; the flow runs in windows with
+        exact context (:func:`~waveflow.infer.streaming.encode_chunked`), so memory does not grow
+        with the recording and the value equals the whole-clip computation. ``sigma`` is the prior's
         standard deviation used in training (1.0 by default, as NVIDIA's). Returns
         ``{"nats_per_sample", "bits_per_sample", "num_samples", "sample_rate", "sigma"}``.
         """
@@ -670,7 +681,8 @@ class Vocoder(nn.Module):
             raise ValueError(f"audio of {audio_t.shape[0]} samples is too short to score")
         dtype = self._compute_dtype()
         clip = audio_t[:num_samples].to(self.device, dtype).unsqueeze(0)  # (1, T')
-        nats = float(self.model.nll(clip, mel.unsqueeze(0).to(dtype), sigma)[0])
+        z, logdet = self._encode(clip, mel.unsqueeze(0).to(dtype))
+        nats = float(losses.nll(z, logdet, sigma)[0])
         return {
             "nats_per_sample": nats,
             "bits_per_sample": nats / math.log(2.0),
