@@ -21,7 +21,12 @@ N_MELS = 20  # deliberately not 80: the denoiser must take the mel size from the
 def model() -> WaveGlow:
     """A tiny WaveGlow whose couplings are not identities, so a silent mel yields a hiss."""
     generator = torch.Generator().manual_seed(1234)
-    glow = WaveGlow(presets.waveglow_tiny().replace(n_mels=N_MELS)).eval()
+    # Module fixtures are built before the autouse per-test seed, so the initial weights would
+    # depend on which tests ran first; seed them here (how much hiss strength 1.0 leaves varies
+    # with the weights: 0.02-22 % over seeds 0-5 — the bound below holds for this model).
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        glow = WaveGlow(presets.waveglow_tiny().replace(n_mels=N_MELS)).eval()
     with torch.no_grad():
         for p in glow.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=generator))
