@@ -154,7 +154,14 @@ class WaveNet(nn.Module):
         # One GEMM conditions every layer. Views are taken with split, not slicing: in the backward,
         # each slice of a tensor zero-fills a gradient of the whole tensor (a quarter of a training
         # step for NVIDIA's model on a CPU), while split's backward is a single concatenation.
-        conds = self.cond_layer(cond).split(2 * c, dim=1)  # L x (B, 2C, T)
+        # Without autograd, each layer's slice is computed when it is needed instead: the same
+        # numbers (row blocks of one GEMM) at the same speed, holding 2C channels per position
+        # instead of 2CL (for NVIDIA's model 1,024 instead of 8,192: what bounds the window that
+        # scoring and decoding long recordings can afford).
+        if torch.is_grad_enabled():
+            conds = self.cond_layer(cond).split(2 * c, dim=1)  # L x (B, 2C, T)
+        else:
+            conds = _LayerConditioning(self.cond_layer, cond, 2 * c)
         h = self.start(x)
         a = self._first_layer(x, h)
         # Skip path folded into `end` (both linear): end(sum_i skip_i(g_i)) = sum_i (end . skip_i)(g_i),
@@ -221,3 +228,14 @@ class WaveNet(nn.Module):
     def remove_weight_norm(self) -> None:
         """Fold ``g * v / ||v||`` into plain weights (idempotent)."""
         fold_weight_norm(self)
+
+
+class _LayerConditioning:
+    """``cond_layer(cond).split(width)[i]``, computed on demand from the matching rows of the weight."""
+
+    def __init__(self, conv: nn.Conv1d, cond: Tensor, width: int):
+        self.weight, self.bias, self.cond, self.width = conv.weight, conv.bias, cond, width
+
+    def __getitem__(self, i: int) -> Tensor:
+        rows = slice(i * self.width, (i + 1) * self.width)
+        return F.conv1d(self.cond, self.weight[rows], None if self.bias is None else self.bias[rows])
