@@ -35,4 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}{alias}: {model.description}")
         print(f"    licence: {model.licence}")
         print(f"    file: {model.path} ({size}); card: {model.path.parent / model.card}")
+    for name, entry in sorted(pretrained.DOWNLOADS.items()):
+        print(f"{name}: {entry.description}")
+        print(f"    downloaded on first use (waveflow download {name}); licence: {entry.licence}")
     return 0
