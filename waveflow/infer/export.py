@@ -15,18 +15,26 @@ always float32; lower precision is a matter for the runtime (e.g. TensorRT).
 
 The vocoder and mel settings travel with the file: ``waveflow.json`` in the TorchScript archive
 (``torch.jit.load(path, _extra_files={"waveflow.json": ""})``) and ``metadata_props`` in ONNX.
+:class:`OnnxVocoder` runs an exported ONNX file with onnxruntime behind the :class:`Vocoder` call
+(``audio, lengths = vocoder(mel, lengths, sigma=..., z=...)``, the same noise from the same seed).
 """
+
+from __future__ import annotations
 
 import json
 import os
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from waveflow import __version__
+from waveflow.config import MelConfig
+from waveflow.errors import CheckpointError
 from waveflow.flows import AffineCoupling, FlowStep
 from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
@@ -270,3 +278,213 @@ def export_onnx(
     entry.key, entry.value = "waveflow", json.dumps(meta)
     onnx.save(proto, str(path))
     return path
+
+
+class OnnxVocoder:
+    """An ONNX file written by :func:`export_onnx`, run with onnxruntime's CPU provider.
+
+    Called like :class:`~waveflow.infer.vocoder.Vocoder`: ``audio, audio_lengths = vocoder(mel,
+    lengths, sigma=0.6, denoise=0.0, generator=None, z=None)`` with the same conventions (items of
+    one length run together, never on padding; the noise is drawn per item from
+    :meth:`latent_stream`, so a seed gives the torch path's audio within the export's float
+    tolerance). ``mel_from``/``stats`` convert a TTS front end's mels as ``Vocoder`` does
+    (:mod:`waveflow.infer.frontends`). The mel settings come from the file's metadata, so the file
+    must have been exported from a :class:`~waveflow.infer.vocoder.Vocoder` (or a checkpoint).
+    Raises :class:`~waveflow.errors.CheckpointError` for a file onnxruntime cannot load or without
+    waveflow's metadata, and ``ValueError`` when onnxruntime is not installed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mel_from: Any = None,
+        stats: Any = None,
+        threads: int | None = None,
+    ):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ValueError(
+                "running an ONNX file needs onnxruntime: pip install onnxruntime (or waveflow[export])"
+            ) from None
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(f"cannot load ONNX model {path}: {type(exc).__name__}: {first}") from None
+        meta_text = self.session.get_modelmeta().custom_metadata_map.get("waveflow")
+        if meta_text is None:
+            raise CheckpointError(f"{path} has no waveflow metadata: export it with waveflow export")
+        try:
+            meta = json.loads(meta_text)
+            mel = meta["vocoder"]["mel"]
+            self.mel_config = MelConfig.from_dict(mel)
+            self.n_mels, self.n_group, self.hop_length = (
+                int(meta[k]) for k in ("n_mels", "n_group", "hop_length")
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path}: its metadata lacks the mel settings ({type(exc).__name__}: {exc}); "
+                f"export a Vocoder or a checkpoint, not a bare WaveGlow"
+            ) from None
+        if self.n_mels != self.mel_config.n_mels or self.hop_length != self.mel_config.hop_length:
+            raise CheckpointError(
+                f"{path}: inconsistent metadata (n_mels/hop_length differ from the mel settings)"
+            )
+        self.path = path
+        self.meta = meta
+        self.check_mel = True
+        self.device = torch.device("cpu")
+        self._denoiser = None
+        self.mel_adapter = None
+        self.set_frontend(mel_from, stats)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    def set_frontend(self, mel_from: Any, stats: Any = None) -> OnnxVocoder:
+        """As :meth:`Vocoder.set_frontend <waveflow.infer.vocoder.Vocoder.set_frontend>`."""
+        from waveflow.infer.frontends import FrontendMismatchWarning, MelAdapter
+
+        if mel_from is None:
+            if stats is not None:
+                raise ValueError("stats are for a normalising TTS front end: give mel_from too")
+            self.mel_adapter = None
+            return self
+        adapter = MelAdapter(mel_from, self.mel_config, stats)
+        if adapter.mismatches:
+            warnings.warn("; ".join(adapter.mismatches), FrontendMismatchWarning, stacklevel=2)
+        self.mel_adapter = adapter
+        return self
+
+    def mel_warnings(self, mel: Any) -> list[str]:
+        """As :meth:`Vocoder.mel_warnings <waveflow.infer.vocoder.Vocoder.mel_warnings>`."""
+        from waveflow.infer import mel_guard
+
+        mel_t = torch.as_tensor(np.asarray(mel, dtype=np.float32))
+        if self.mel_adapter is not None:
+            return self.mel_adapter.check(mel_t)
+        return mel_guard.check_mel_statistics(mel_t, self.mel_config)
+
+    def latent_stream(self, sigma: float = 0.6, generator: torch.Generator | None = None) -> Any:
+        """The latent sequence of :meth:`Vocoder.latent_stream <waveflow.infer.vocoder.Vocoder.latent_stream>`."""
+        from waveflow.infer.streaming import LatentStream
+
+        return LatentStream(self.n_group, sigma, generator, device="cpu", dtype=torch.float32)
+
+    def run(self, mel: Tensor, z: Tensor) -> Tensor:
+        """The graph itself: ``mel (B, n_mels, F)`` and ``z (B, n_group, F * hop / n_group)`` -> ``audio (B, F * hop)``."""
+        feeds = {
+            "mel": np.ascontiguousarray(mel.detach().to("cpu", torch.float32).numpy()),
+            "z": np.ascontiguousarray(z.detach().to("cpu", torch.float32).numpy()),
+        }
+        (audio,) = self.session.run(["audio"], feeds)
+        return torch.from_numpy(audio)
+
+    def __call__(
+        self,
+        mel: Any,
+        lengths: Any = None,
+        sigma: float = 0.6,
+        denoise: float = 0.0,
+        generator: torch.Generator | None = None,
+        z: Any = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Synthesize as :meth:`Vocoder.forward <waveflow.infer.vocoder.Vocoder.forward>` (CPU, float32)."""
+        from waveflow.infer import mel_guard
+        from waveflow.infer.vocoder import Vocoder, _check_number, _to_tensor
+
+        mel_t = _to_tensor(mel, "mel").to("cpu", torch.float32)
+        if mel_t.dim() == 2:
+            mel_t = mel_t.unsqueeze(0)  # (n_mels, F) -> (1, n_mels, F)
+        if mel_t.dim() != 3 or mel_t.shape[1] != self.n_mels:
+            raise ValueError(mel_guard.describe_n_mels_mismatch(tuple(mel_t.shape), self.mel_config))
+        if mel_t.shape[0] == 0 or mel_t.shape[2] == 0:
+            raise ValueError(f"mel has shape {tuple(mel_t.shape)}: no items or no frames")
+        batch_size, _, num_frames = mel_t.shape
+        item_lengths = Vocoder._prepare_lengths(lengths, batch_size, num_frames)
+        sigma = _check_number("sigma", sigma)
+        denoise = _check_number("denoise", denoise)
+        for i, n in enumerate(item_lengths):
+            if not bool(torch.isfinite(mel_t[i, :, :n]).all()):
+                raise ValueError(f"mel item {i} contains NaN/Inf value(s) within its {n} frames")
+        latents = list(self._latents(item_lengths, sigma, generator, z, num_frames))
+        if self.check_mel:
+            messages = self.mel_warnings(torch.cat([mel_t[i, :, :n] for i, n in enumerate(item_lengths)], 1))
+            if messages:
+                warnings.warn("; ".join(messages), mel_guard.MelConventionWarning, stacklevel=2)
+        if self.mel_adapter is not None:
+            mel_t = self.mel_adapter(mel_t)
+        hop = self.hop_length
+        audio = torch.zeros(batch_size, num_frames * hop)
+        by_length: dict[int, list[int]] = {}
+        for i, n in enumerate(item_lengths):
+            by_length.setdefault(n, []).append(i)
+        for n, items in by_length.items():
+            index = torch.tensor(items)
+            out = self.run(mel_t[index, :, :n], torch.cat([latents[i] for i in items]))
+            if denoise > 0:
+                out = self._get_denoiser()(out, denoise)
+            audio[index, : n * hop] = out
+        return audio, torch.tensor(item_lengths, dtype=torch.int64) * hop
+
+    def _latents(
+        self, lengths: Sequence[int], sigma: float, generator: torch.Generator | None, z: Any, num_frames: int
+    ) -> Iterator[Tensor]:
+        """One ``(1, n_group, n * hop / n_group)`` latent per item, as the torch Vocoder draws them."""
+        from waveflow.infer.vocoder import _to_tensor
+
+        hop, g = self.hop_length, self.n_group
+        if z is None:
+            for n in lengths:
+                yield self.latent_stream(sigma, generator).read(n * hop // g)
+            return
+        if generator is not None:
+            raise ValueError("pass either z or generator, not both")
+        z_t = _to_tensor(z, "z").to("cpu", torch.float32)
+        z_t = z_t.unsqueeze(0) if z_t.dim() == 2 else z_t
+        expected = (len(lengths), g, num_frames * hop // g)
+        if tuple(z_t.shape) != expected:
+            raise ValueError(f"z must have shape {expected} for {num_frames} frames, got {tuple(z_t.shape)}")
+        if not bool(torch.isfinite(z_t).all()):
+            raise ValueError("z contains NaN or Inf")
+        for i, n in enumerate(lengths):
+            yield z_t[i : i + 1, :, : n * hop // g]
+
+    def _get_denoiser(self) -> Any:
+        """NVIDIA's denoiser with the bias spectrum of this graph (zero mel, zero latent)."""
+        from waveflow.infer.denoiser import Denoiser
+
+        if self._denoiser is None:
+            cfg = self.mel_config
+            self._denoiser = Denoiser(
+                _OnnxBias(self), n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length
+            )
+        return self._denoiser
+
+
+class _OnnxBias:
+    """What :class:`~waveflow.infer.denoiser.Denoiser` needs (``BiasSource``), from an :class:`OnnxVocoder`."""
+
+    def __init__(self, vocoder: OnnxVocoder):
+        self.vocoder = vocoder
+        self.n_mels = vocoder.n_mels
+
+    def infer(self, mel: Tensor, sigma: float = 0.0) -> Tensor:
+        if sigma != 0.0:
+            raise ValueError("the ONNX bias source runs at sigma = 0 only")
+        z = torch.zeros(
+            mel.shape[0], self.vocoder.n_group, mel.shape[2] * self.vocoder.hop_length // self.vocoder.n_group
+        )
+        return self.vocoder.run(mel, z)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Tensor]:
+        yield torch.zeros((), dtype=torch.float32)

@@ -364,7 +364,9 @@ def load_mvn_stats(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     Formats: ESPnet's ``feats_stats.npz`` (``count``, ``sum``, ``sum_square``; scale = population
     standard deviation, as ESPnet's ``GlobalMVN``), an ``.npz`` with ``mean`` and ``scale``,
     ParallelWaveGAN's ``stats.npy`` (``(2, n_mels)``: mean, scale) or ``stats.h5`` (datasets
-    ``mean``/``scale``; needs h5py).
+    ``mean``/``scale``; needs h5py), or Kaldi's global CMVN statistics (``cmvn.ark``/``.mat`` from
+    ``compute-cmvn-stats``, text or binary, with or without an archive key: a ``2 x (n_mels + 1)``
+    matrix of per-bin sums and the count, then per-bin sums of squares; scale as ESPnet's).
     """
     path = Path(path)
     if not path.is_file():
@@ -387,6 +389,8 @@ def load_mvn_stats(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         if stats.ndim != 2 or stats.shape[0] != 2:
             raise ValueError(f"{path} has shape {stats.shape}; expected (2, n_mels): mean and scale")
         mean, scale = stats[0], stats[1]
+    elif suffix in (".ark", ".mat"):
+        mean, scale = _kaldi_cmvn(_read_kaldi_matrix(path), path)
     elif suffix in (".h5", ".hdf5"):
         try:
             import h5py
@@ -395,10 +399,74 @@ def load_mvn_stats(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         with h5py.File(path, "r") as f:
             mean, scale = np.asarray(f["mean"], np.float64), np.asarray(f["scale"], np.float64)
     else:
-        raise ValueError(f"{path}: unknown statistics format {suffix!r} (expected .npz, .npy or .h5)")
+        raise ValueError(
+            f"{path}: unknown statistics format {suffix!r} (expected .npz, .npy, .h5 or Kaldi .ark/.mat)"
+        )
     if mean.shape != scale.shape or mean.ndim != 1:
         raise ValueError(f"{path}: mean {mean.shape} and scale {scale.shape} must be equal 1-D shapes")
     return mean, scale
+
+
+_KALDI_MAX_BYTES = 64 * 2**20  # statistics are a few kB; refuse to read anything huge
+
+
+def _read_kaldi_matrix(path: Path) -> np.ndarray:
+    """One Kaldi matrix from ``path`` (float64): binary (``\\0B`` + ``FM ``/``DM `` + rows + columns +
+    row-major data, little-endian) or text (``[ a b ... ]``, rows on lines), optionally after an
+    archive key (``global [ ...`` or ``key \\0B...``). Compressed matrices are refused."""
+    size = path.stat().st_size
+    if size > _KALDI_MAX_BYTES:
+        raise ValueError(f"{path}: {size} bytes is too large for a statistics matrix")
+    data = path.read_bytes()
+    binary = data.find(b"\0B")
+    bracket = data.find(b"[")
+    if binary != -1 and (bracket == -1 or binary < bracket):
+        pos = binary + 2
+        token = data[pos : pos + 3]
+        if token not in (b"FM ", b"DM "):
+            kind = token.decode("latin-1").strip() or "?"
+            raise ValueError(
+                f"{path}: Kaldi matrix type {kind!r} is not supported (only FM and DM, uncompressed)"
+            )
+        pos += 3
+        dims = []
+        for _ in range(2):
+            if data[pos : pos + 1] != b"\x04" or len(data) < pos + 5:
+                raise ValueError(f"{path}: truncated Kaldi matrix header")
+            dims.append(int(np.frombuffer(data, dtype="<i4", count=1, offset=pos + 1)[0]))
+            pos += 5
+        rows, cols = dims
+        dtype = np.dtype("<f4" if token == b"FM " else "<f8")
+        if rows < 0 or cols < 0 or rows * cols * dtype.itemsize > len(data) - pos:
+            raise ValueError(f"{path}: Kaldi matrix header declares {rows} x {cols} but the file is shorter")
+        values = np.frombuffer(data, dtype=dtype, count=rows * cols, offset=pos)
+        return values.reshape(rows, cols).astype(np.float64)
+    if bracket == -1:
+        raise ValueError(f"{path}: not a Kaldi matrix (no binary header and no '[')")
+    end = data.find(b"]", bracket)
+    if end == -1:
+        raise ValueError(f"{path}: Kaldi text matrix has no closing ']'")
+    lines = [line.split() for line in data[bracket + 1 : end].decode("ascii", "replace").splitlines()]
+    rows_text = [line for line in lines if line]
+    try:
+        matrix = np.array([[float(v) for v in line] for line in rows_text], dtype=np.float64)
+    except ValueError:
+        raise ValueError(
+            f"{path}: Kaldi text matrix holds something other than numbers or ragged rows"
+        ) from None
+    return matrix
+
+
+def _kaldi_cmvn(stats: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Kaldi's global CMVN accumulators ``(2, n + 1)`` -> ``(mean, scale)`` ``(n,)``."""
+    if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2:
+        raise ValueError(f"{path}: Kaldi CMVN statistics must be 2 x (n_mels + 1), got {stats.shape}")
+    count = stats[0, -1]
+    if not count > 0:
+        raise ValueError(f"{path}: Kaldi CMVN statistics have count {count}; expected > 0")
+    mean = stats[0, :-1] / count
+    var = stats[1, :-1] / count - mean**2
+    return mean, np.sqrt(np.maximum(var, 1e-20))
 
 
 def db_to_log(mel_db: Tensor, to_log: LogBase, ref_level_db: float = 0.0) -> Tensor:
