@@ -4,6 +4,7 @@
 #   ./run.sh --corpus /tmp/speech_corpus --build ../../../shared/data/build_speech_corpus.sh   # everything
 #   ./run.sh --corpus /tmp/speech_corpus --stage 1                     # the corpus is already built
 #   ./run.sh --corpus DIR --config configs/compact.yaml --exp exp/nll  # another recipe, same data
+#   ./run.sh --corpus DIR --stage 5                                     # fine-tune the shipped model
 #
 # Stages (run the ones from --stage to --stop-stage; each can be re-run on its own):
 #   0  build the corpus with --build SCRIPT (build_speech_corpus.sh: ~45 min of 22.05 kHz speech
@@ -14,7 +15,12 @@
 #   3  waveflow evaluate --synthesize: EXP/eval/summary.json (STOI, PESQ-WB, MR-STFT, mel L1, F0;
 #      Griffin-Lim on the same mels as the baseline)
 #   4  waveflow convert --fold-weight-norm: EXP/model.pt, the file shipped as waveflow's default model
+#   5  fine-tune (only when asked: --stage 5): waveflow train --config configs/finetune.yaml with
+#      train.init_from=INIT (--init-from, default: the shipped default model) on stage 1's file lists
+#      (or data.training_files=... data.validation_files=...; data.mel_dir=DIR for a TTS model's
+#      teacher-forced mels) into EXP/finetune, then waveflow convert: EXP/finetuned.pt
 #
+# --corpus is needed by stages 0 and 1 only.
 # Only the waveflow command is used. WAVEFLOW overrides it, e.g. WAVEFLOW="python -m waveflow".
 # THREADS (default 2) sets the torch threads of training and evaluation.
 set -euo pipefail
@@ -24,10 +30,12 @@ read -r -a waveflow <<< "${WAVEFLOW:-waveflow}"
 threads=${THREADS:-2}
 
 stage=0
-stop_stage=4
+stop_stage=""
 corpus=""
 build=""
 config=${recipe_dir}/configs/default.yaml
+finetune_config=${recipe_dir}/configs/finetune.yaml
+init_from=default
 exp=""
 overrides=()
 
@@ -35,11 +43,13 @@ usage() {
     cat <<EOF
 Usage: $0 --corpus DIR [--build SCRIPT] [--stage N] [--stop-stage N] [--config YAML] [--exp DIR] [key=value ...]
 
-  --corpus DIR           the corpus folder (train/ and eval/ with manifest.jsonl)
+  --corpus DIR           the corpus folder (train/ and eval/ with manifest.jsonl); stages 0 and 1
   --build SCRIPT         build_speech_corpus.sh, run by stage 0 when DIR holds no corpus yet
-  --stage, --stop-stage  first and last stage to run (default 0 and 4)
+  --stage, --stop-stage  first and last stage to run (default 0 and 4; --stage 5 alone: 5 and 5)
   --config YAML          experiment config (default configs/default.yaml)
   --exp DIR              experiment folder (default exp/<config name>)
+  --init-from NAME|CKPT  stage 5: the model to fine-tune (default: default, the shipped model)
+  --finetune-config YAML stage 5: its config (default configs/finetune.yaml)
   key=value              config overrides for training, e.g. train.max_cpu_minutes=10
 EOF
 }
@@ -52,21 +62,26 @@ while [[ $# -gt 0 ]]; do
         --build) build=$2; shift 2 ;;
         --config) config=$2; shift 2 ;;
         --exp) exp=$2; shift 2 ;;
+        --init-from) init_from=$2; shift 2 ;;
+        --finetune-config) finetune_config=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *=*) overrides+=("$1"); shift ;;
         *) echo "$0: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
 done
 
-if [[ -z "${corpus}" ]]; then
+stop_stage=${stop_stage:-$((stage > 4 ? stage : 4))}
+if [[ -z "${corpus}" && ${stage} -le 1 ]]; then
     echo "$0: --corpus DIR is required" >&2
     usage >&2
     exit 2
 fi
-if [[ ! -f "${config}" ]]; then
-    echo "$0: config not found: ${config}" >&2
-    exit 2
-fi
+for file in "${config}" "${finetune_config}"; do
+    if [[ ! -f "${file}" ]]; then
+        echo "$0: config not found: ${file}" >&2
+        exit 2
+    fi
+done
 exp=${exp:-exp/$(basename "${config}" .yaml)}
 data=${exp}/data
 run_dir=${exp}/train
@@ -104,6 +119,15 @@ fi
 if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
     echo "=== stage 4: package ${ckpt} -> ${exp}/model.pt"
     "${waveflow[@]}" convert "${ckpt}" "${exp}/model.pt" --fold-weight-norm
+fi
+
+finetune_dir=${exp}/finetune
+if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
+    echo "=== stage 5: fine-tune ${init_from} with ${finetune_config} -> ${finetune_dir}, ${exp}/finetuned.pt"
+    OMP_NUM_THREADS=${threads} "${waveflow[@]}" train --config "${finetune_config}" --run-dir "${finetune_dir}" \
+        --resume "train.init_from=${init_from}" \
+        "data.training_files=${data}/train.txt" "data.validation_files=${data}/eval.txt" ${overrides[@]+"${overrides[@]}"}
+    "${waveflow[@]}" convert "${finetune_dir}/checkpoints/last.pt" "${exp}/finetuned.pt" --fold-weight-norm
 fi
 
 echo "=== done: stages ${stage}-${stop_stage} in ${exp}"

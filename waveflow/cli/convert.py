@@ -111,7 +111,7 @@ def _strip(ckpt, src: Path, dst: Path, fold_weight_norm: bool) -> int:
     if fold_weight_norm:
         model.remove_weight_norm()
     _check_finite(model, src)
-    metadata = {k: v for k, v in ckpt.metadata.items() if k in ("experiment", "cpu_seconds")}
+    metadata = {k: v for k, v in ckpt.metadata.items() if k in ("experiment", "cpu_seconds", "init_from")}
     if ckpt.training_state is not None:
         if ckpt.training_step is not None:
             metadata["training_step"] = ckpt.training_step

@@ -17,8 +17,9 @@ Overrides name a field by its dotted path and take a YAML value: ``train.max_ste
 (file lists, the device) take the text after ``=`` as is. Unknown keys, in the file or in an
 override, raise ``ValueError`` naming the dotted path and the valid keys at that level.
 
-Relative file-list paths are resolved against the current folder (as any path on a command line)
-and stored absolute, so a resumed run finds them from anywhere.
+Relative file-list paths (and ``data.mel_dir``, ``train.init_from``) are resolved against the
+current folder (as any path on a command line) and stored absolute, so a resumed run finds them
+from anywhere; ``train.init_from`` may also name a registered model (``default``), kept as a name.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from typing import Any
 
 import yaml
 
+from waveflow import pretrained
 from waveflow.config import ConfigBase, ExperimentConfig
 from waveflow.fileio import atomic_write_text
 
-_PATH_FIELDS = ("training_files", "validation_files")
+_PATH_FIELDS = ("training_files", "validation_files", "mel_dir")
 
 
 def _field_types(cls: type[ConfigBase]) -> dict[str, Any]:
@@ -120,6 +122,14 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _absolute_paths(data: dict[str, Any], base: Path) -> None:
+    train = data.get("train")
+    if isinstance(train, dict):
+        value = train.get("init_from")
+        # A registered name (`default`) stays a name, unless a file of that name lies in `base`.
+        if isinstance(value, str) and value:
+            path = base / Path(value).expanduser()
+            if path.exists() or not pretrained.is_registered(value):
+                train["init_from"] = str(path.absolute())
     section = data.get("data")
     if not isinstance(section, dict):
         return
