@@ -20,7 +20,14 @@ them; shorter pairs, every usual utterance, are scored whole) and Griffin-Lim in
 than 2560 frames piece by piece.
 
 Writes ``OUTDIR/metrics.csv`` (one row per file and system) and ``OUTDIR/summary.json`` (means
-over finite values, their counts, and the settings), both atomically.
+over finite values, their counts, the settings, and the samples clipped in each file that
+``--synthesize`` wrote), both atomically. With ``--plots``, also ``OUTDIR/plots/<stem>.png`` per
+file: the log-mels (the checkpoint's front end) of the reference, the waveflow audio and the
+Griffin-Lim audio on one colour scale, and waveflow minus reference on a diverging scale centred
+on 0 (needs matplotlib: ``pip install 'waveflow[plot]'``).
+
+F0 and the Griffin-Lim baseline need librosa, PESQ and STOI need pesq and pystoi: ``pip install
+'waveflow[eval]'`` (without pesq or pystoi those columns are NaN, with a note).
 """
 
 from __future__ import annotations
@@ -28,6 +35,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from waveflow.infer.vocoder import Vocoder
 
 SYSTEMS = ("waveflow", "griffin_lim")
 
@@ -67,6 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="vocode references whose <stem>.wav is missing into --generated-dir",
     )
+    parser.add_argument(
+        "--plots",
+        action="store_true",
+        help="also write OUTDIR/plots/<stem>.png: the reference, waveflow and Griffin-Lim mels on one "
+        "colour scale, and waveflow - reference",
+    )
     add_synthesis_arguments(parser)
     add_device_arguments(parser)
     parser.set_defaults(func=run)
@@ -96,17 +115,26 @@ def run(args: argparse.Namespace) -> int:
         mel_of,
         notice,
         progress_disabled,
+        record_clipping,
         resolve_device,
         writing,
     )
     from waveflow.cli.resynthesize import load_at_rate
     from waveflow.cli.synthesize import check_synthesis_arguments, run_seed, synthesize_mels
     from waveflow.eval import griffin_lim as gl
-    from waveflow.eval import metrics
+    from waveflow.eval import metrics, plots
 
     check_synthesis_arguments(args)
     if args.griffin_lim_iters < 1:
         raise CLIError(f"--griffin-lim-iters must be >= 1, got {args.griffin_lim_iters}")
+    try:
+        import librosa  # noqa: F401  (F0 and Griffin-Lim)
+    except ImportError:
+        raise CLIError(
+            "evaluate needs librosa (F0 metrics, Griffin-Lim baseline): pip install 'waveflow[eval]'"
+        ) from None
+    if args.plots:
+        plots.require_matplotlib()  # before the model is loaded
     references = collect_inputs(args.references, args.filelist, AUDIO_EXTENSIONS, what="reference audio")
     generated_dir = Path(args.generated_dir)
     missing = [r for r in references if not (generated_dir / f"{r.stem}.wav").is_file()]
@@ -125,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     )
     sample_rate = vocoder.sample_rate
     out_dir = make_output_dir(args.output_dir)
+    plots_dir = make_output_dir(out_dir / "plots") if args.plots else None
     failures = Failures()
+    clipped: dict[str, int] = {}
 
     if missing:
         make_output_dir(generated_dir)
@@ -136,17 +166,18 @@ def run(args: argparse.Namespace) -> int:
                 items.append((path, mel_of(vocoder, audio)))
             except ValueError as exc:
                 failures.add(path, exc)
-        synthesize_mels(
-            vocoder,
-            items,
-            generated_dir,
-            sigma=args.sigma,
-            denoiser_strength=args.denoiser_strength,
-            seed=run_seed(args.seed),
-            batch_size=1,
-            failures=failures,
-            desc="synthesize missing",
-        )
+        with record_clipping() as clipped:
+            synthesize_mels(
+                vocoder,
+                items,
+                generated_dir,
+                sigma=args.sigma,
+                denoiser_strength=args.denoiser_strength,
+                seed=run_seed(args.seed),
+                batch_size=1,
+                failures=failures,
+                desc="synthesize missing",
+            )
 
     systems = SYSTEMS if args.griffin_lim else SYSTEMS[:1]
     rows: list[dict] = []
@@ -185,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
                             "ref_nll_bits": float(scores["bits_per_sample"]),
                         }
                     )
+                if plots_dir is not None:
+                    _plot_mels(vocoder, reference, estimates, plots_dir / f"{path.stem}.png", title=path.stem)
             except ValueError as exc:
                 failures.add(path, exc)
                 continue
@@ -220,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
         "systems": summary_systems,
         "reference_nll_per_sample": nll,
         "failed": [{"path": str(p), "reason": r} for p, r in failures.items],
+        "clipped_samples": clipped,
+        "plots_dir": str(plots_dir) if plots_dir is not None else None,
         "config": {
             "waveflow_version": __version__,
             "sample_rate": sample_rate,
@@ -249,5 +284,32 @@ def run(args: argparse.Namespace) -> int:
     for name in metrics.METRIC_NAMES:
         print(f"{name:<{width}}" + "".join(f"{summary_systems[s][name]['mean']:>14.4f}" for s in systems))
     print(f"reference NLL: {nll['nats']['mean']:.4f} nats/sample ({nll['bits']['mean']:.4f} bits/sample)")
-    print(f"wrote {out_dir / 'metrics.csv'} and {out_dir / 'summary.json'}", file=sys.stderr)
+    plotted = f" (plots in {plots_dir})" if plots_dir is not None else ""
+    print(f"wrote {out_dir / 'metrics.csv'} and {out_dir / 'summary.json'}{plotted}", file=sys.stderr)
     return failures.report("evaluate", len(references))
+
+
+_PLOT_LABELS = {"waveflow": "waveflow", "griffin_lim": "Griffin-Lim"}
+
+
+def _plot_mels(
+    vocoder: Vocoder, reference: np.ndarray, estimates: dict[str, np.ndarray], target: Path, *, title: str
+) -> None:
+    """``target``: the checkpoint's log-mels of ``reference`` and of each system's audio (all cut to
+    the shortest), on one colour scale, and waveflow - reference."""
+    from waveflow.cli._inputs import mel_of, writing
+    from waveflow.eval import plots
+
+    num_samples = min(reference.shape[0], *(audio.shape[0] for audio in estimates.values()))
+    mels = {"reference": mel_of(vocoder, reference[:num_samples])}
+    for system, audio in estimates.items():
+        mels[_PLOT_LABELS[system]] = mel_of(vocoder, audio[:num_samples])
+    figure = plots.mel_comparison_figure(
+        mels,
+        difference=("waveflow", "reference"),
+        sample_rate=vocoder.sample_rate,
+        hop_length=vocoder.hop_length,
+        title=title,
+    )
+    with writing(target):
+        plots.save_png(figure, target)

@@ -27,6 +27,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from waveflow.data import ScanReport
 
 _OUTPUTS = ("train.txt", "val.txt", "test.txt", "prepare_report.json")
 # = waveflow.data.ljspeech.SPLITS, repeated so that building the parser imports nothing heavy (a test checks).
@@ -79,7 +83,7 @@ def _prepare(args: argparse.Namespace, split: str, staging: Path) -> list[str]:
     """Check the corpus, split it and write the outputs into ``staging``; return the names to move."""
     from waveflow import __version__
     from waveflow.cli import CLIError
-    from waveflow.data import check_contamination, read_metadata, scan_audio, split_corpus, write_filelist
+    from waveflow.data import check_contamination, read_metadata, split_corpus, write_filelist
     from waveflow.data.ljspeech import CORPUS_FOLDER, LJSPEECH_SAMPLE_RATE, extract_archive, find_corpus_root
 
     moves: list[str] = []
@@ -95,7 +99,8 @@ def _prepare(args: argparse.Namespace, split: str, staging: Path) -> list[str]:
         else:
             print(f"extracting {args.source} ...")
             staged = staging / CORPUS_FOLDER
-            os.replace(extract_archive(args.source, staging / "extract"), staged)
+            with _ArchiveProgress() as progress:
+                os.replace(extract_archive(args.source, staging / "extract", progress=progress), staged)
             moves.append(CORPUS_FOLDER)
             root = extracted  # the lists name where the corpus will be once moved into OUTDIR
     else:
@@ -104,7 +109,7 @@ def _prepare(args: argparse.Namespace, split: str, staging: Path) -> list[str]:
 
     utterances = read_metadata(staged)
     print(f"{len(utterances)} utterances in {root / 'metadata.csv'}")
-    report = scan_audio([u.wav_path for u in utterances], LJSPEECH_SAMPLE_RATE, resample=False, decode=True)
+    report = _scan_with_progress([u.wav_path for u in utterances], LJSPEECH_SAMPLE_RATE)
     print(report.summary())
     report.raise_for_errors("wav files listed in metadata.csv")
 
@@ -168,6 +173,71 @@ def _prepare(args: argparse.Namespace, split: str, staging: Path) -> list[str]:
         f"{args.outdir}/{{train,val,test}}.txt"
     )
     return moves + list(_OUTPUTS)
+
+
+class _ArchiveProgress:
+    """``progress(phase, done, total)`` for :func:`~waveflow.data.ljspeech.extract_archive`: a tqdm
+    bar per phase (checking the members, writing them), in bytes of the archive; none under ``-q``."""
+
+    _DESCRIPTIONS = {"check": "checking archive", "extract": "extracting"}
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._phase = ""
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        from waveflow.cli._inputs import progress_disabled
+
+        if phase != self._phase:
+            self.close()
+            self._phase = phase
+            self._bar = tqdm(
+                total=total,
+                desc=self._DESCRIPTIONS.get(phase, phase),
+                unit="B",
+                unit_scale=True,
+                file=sys.stderr,
+                disable=progress_disabled(),
+            )
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> _ArchiveProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _scan_with_progress(paths: list[Path], sample_rate: int, chunk: int = 256) -> ScanReport:
+    """:func:`~waveflow.data.scan_audio` (decoding every file) in chunks of ``chunk`` files, with a
+    tqdm bar over the files (none under ``-q``); one report for all of them, in ``paths`` order."""
+    import sys
+
+    from tqdm import tqdm
+
+    from waveflow.cli._inputs import progress_disabled
+    from waveflow.data import ScanReport, scan_audio
+
+    report = ScanReport(sample_rate=sample_rate, resample=False, decoded=True, files=list(paths))
+    with tqdm(
+        total=len(paths), desc="checking wavs", unit="file", file=sys.stderr, disable=progress_disabled()
+    ) as bar:
+        for start in range(0, len(paths), chunk):
+            part = scan_audio(paths[start : start + chunk], sample_rate, resample=False, decode=True)
+            report.info.update(part.info)
+            report.missing.extend(part.missing)
+            report.unreadable.update(part.unreadable)
+            bar.update(len(part.files))
+    return report
 
 
 def _test_in_other_training_parts(ids: list[str], split: str, test: tuple[str, ...]) -> dict[str, int]:

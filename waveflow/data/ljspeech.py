@@ -29,10 +29,11 @@ from __future__ import annotations
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
@@ -114,12 +115,24 @@ def read_metadata(root: str | os.PathLike[str]) -> list[Utterance]:
     return utterances
 
 
-def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+def extract_archive(
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
     """Extract ``LJSpeech-1.1.tar.bz2`` (any tar) into ``dest``; return the corpus folder.
 
     Every member is checked before anything is written: absolute paths, ``..`` components, links
     and device files are refused with a ``ValueError`` naming the member, so a crafted archive cannot
-    write outside ``dest``.
+    write outside ``dest``. Where Python has tarfile's ``"data"`` filter (3.10.12, 3.11.4, 3.12 and
+    later) extraction goes through it as well; elsewhere the same guarantees are applied by hand
+    (regular files and folders only, no setuid/setgid/sticky or group/other write bits, owned by
+    the user extracting).
+
+    ``progress(phase, done, total)`` is called as the archive is read, once while its members are
+    checked (``phase="check"``) and once while they are written (``"extract"``): ``done`` of
+    ``total`` bytes of the (compressed) archive file.
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
@@ -128,22 +141,51 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
         raise ValueError(f"{archive} is not a tar archive (expected LJSpeech-1.1.tar.bz2)")
     dest.mkdir(parents=True, exist_ok=True)
     base = dest.resolve()
-    with tarfile.open(archive, "r:*") as tar:
+    total = archive.stat().st_size
+
+    def report(phase: str, raw: BinaryIO) -> None:
+        if progress is not None:
+            progress(phase, min(raw.tell(), total), total)
+
+    with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
+        for member in tar:  # reads the whole archive once, before anything is written
+            _check_member(archive, member, base)
+            report("check", raw)
         members = tar.getmembers()
-        for member in members:
-            name = PurePosixPath(member.name)
-            if name.is_absolute() or ".." in name.parts:
-                raise ValueError(f"{archive}: refusing member {member.name!r} (absolute or '..' path)")
-            if not (member.isfile() or member.isdir()):
-                raise ValueError(
-                    f"{archive}: refusing member {member.name!r} (links and devices are not extracted)"
-                )
-            target = (base / member.name).resolve()
-            if target != base and base not in target.parents:
-                raise ValueError(f"{archive}: refusing member {member.name!r} (it would land outside {dest})")
-        # The "data" filter (Python >= 3.11.4) repeats these checks and drops unsafe permission bits.
-        tar.extractall(base, members=members, filter="data")
+
+        def reporting() -> Iterator[tarfile.TarInfo]:
+            for member in members:
+                yield member
+                report("extract", raw)
+
+        if hasattr(tarfile, "data_filter"):
+            # The "data" filter repeats the checks above and drops unsafe permission bits and owners.
+            tar.extractall(base, members=reporting(), filter="data")
+        else:
+            tar.extractall(base, members=(_sanitized(m) for m in reporting()))
     return find_corpus_root(dest)
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo, base: Path) -> None:
+    """Refuse (``ValueError``) a member that is not a plain file or folder inside ``base``."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise ValueError(f"{archive}: refusing member {member.name!r} (absolute or '..' path)")
+    if not (member.isfile() or member.isdir()):
+        raise ValueError(f"{archive}: refusing member {member.name!r} (links and devices are not extracted)")
+    target = (base / member.name).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{archive}: refusing member {member.name!r} (it would land outside {base})")
+
+
+def _sanitized(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """What the ``"data"`` filter does to a checked file or folder, for Pythons without it: no
+    setuid/setgid/sticky or group/other write bits, and owned by the user who extracts."""
+    member.mode &= 0o755
+    if hasattr(os, "getuid"):  # tarfile changes owners only for root, and only on POSIX
+        member.uid, member.gid = os.getuid(), os.getgid()
+    member.uname = member.gname = ""  # no name lookup: the numeric ids above are used
+    return member
 
 
 # -- splits ---------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 from tqdm import tqdm
 
@@ -147,15 +148,22 @@ class RunLogger:
                     tag, audio.detach().float().clamp(-1, 1).cpu(), step, sample_rate=sample_rate
                 )
 
-    def mel_image(self, tag: str, mel: Tensor, step: int) -> None:
-        """``mel (n_mels, frames)`` as a greyscale image, low frequencies at the bottom."""
-        if self._tensorboard is None:
+    def mel_images(self, mels: dict[str, Tensor], step: int) -> None:
+        """Each ``tag: mel (n_mels, frames)`` as a greyscale image, low frequencies at the bottom.
+
+        All of them share one grey scale (the smallest and largest finite value over all), so a
+        generated mel and its target can be compared by eye: the same shade is the same value.
+        """
+        if self._tensorboard is None or not mels:
             return
-        image = mel.detach().float().cpu().flip(0)  # row 0 = highest mel bin, as in a spectrogram plot
-        low, high = image.min(), image.max()
-        image = (image - low) / (high - low).clamp_min(1e-8)  # [0, 1] for add_image
+        # row 0 = highest mel bin, as in a spectrogram plot
+        images = {tag: mel.detach().float().cpu().flip(0) for tag, mel in mels.items()}
+        finite = torch.cat([image[image.isfinite()] for image in images.values()])
+        low, high = (finite.min(), finite.max()) if finite.numel() else (torch.tensor(0.0), torch.tensor(1.0))
         with writing(self.tensorboard_dir, "TensorBoard events in"):
-            self._tensorboard.add_image(tag, image, step, dataformats="HW")
+            for tag, image in images.items():
+                image = ((image - low) / (high - low).clamp_min(1e-8)).nan_to_num(0.0).clamp(0, 1)
+                self._tensorboard.add_image(tag, image, step, dataformats="HW")  # [0, 1]
 
     def close(self) -> None:
         """Close every sink (each one even if another fails); then raise the first failure."""
