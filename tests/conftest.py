@@ -1,4 +1,7 @@
-"""Shared test helpers: seeds, tiny configs, synthetic audio, the NVIDIA fixture folder."""
+"""Session-wide fixtures (the per-test seed, the NVIDIA fixture folder) and the repository paths.
+
+Helper functions shared by test modules live in :mod:`tests.helpers`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.helpers import speech_like  # noqa: F401  (re-exported: some tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAVEFLOW_SHARED", REPO.parent / "shared"))
@@ -27,16 +32,3 @@ def nvidia_fixtures() -> Path:
     if not NVIDIA_FIXTURES.is_dir():
         pytest.skip(f"NVIDIA fixtures not found at {NVIDIA_FIXTURES} (set WAVEFLOW_SHARED)")
     return NVIDIA_FIXTURES
-
-
-def speech_like(num_samples: int, sample_rate: int = 22050, seed: int = 0) -> np.ndarray:
-    """A deterministic voiced/unvoiced signal with a moving pitch, in [-1, 1], float32."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(num_samples) / sample_rate
-    f0 = 120 + 40 * np.sin(2 * np.pi * 1.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
-    noise = rng.standard_normal(num_samples) * 0.05
-    x = 0.3 * voiced * envelope + noise * (1 - envelope)
-    return (0.9 * x / np.max(np.abs(x))).astype(np.float32)

@@ -6,7 +6,7 @@ with their config (waveflow and NVIDIA layouts, missing or extra biases), non-fi
 for ``os.system``, truncated files, and a training checkpoint's step in ``inspect``.
 
 The bombs are loaded in a child process with an address-space limit, so that a regression fails
-the test instead of exhausting the machine; the child reports its peak RSS growth and time.
+the test instead of exhausting the machine; the child reports its peak RSS growth.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
+from tests.helpers import perturbed_model, torch_bytes
 from waveflow import cli, errors, presets
 from waveflow.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
 from waveflow.cli.inspect_cmd import describe
@@ -40,12 +41,7 @@ MEL = presets.hifigan_mel().replace(n_mels=N_MELS)
 
 @pytest.fixture
 def model() -> WaveGlow:
-    torch.manual_seed(3)
-    m = WaveGlow(presets.waveglow_tiny().replace(n_mels=N_MELS))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return m.eval()
+    return perturbed_model(presets.waveglow_tiny().replace(n_mels=N_MELS), seed=3, std=0.02)
 
 
 def _payload(model: WaveGlow, state_dict=None, **changes):
@@ -285,18 +281,12 @@ class _RunsShell:
 
 
 CRAFTED = {
-    "zip": lambda evil: _to_bytes({"format": "waveflow", "state_dict": {"w": evil}}),
-    "zip-protocol-4": lambda evil: _to_bytes({"model": evil}, pickle_protocol=4),
-    "legacy": lambda evil: _to_bytes({"model": evil}, _use_new_zipfile_serialization=False),
-    "top-level": lambda evil: _to_bytes(evil),
-    "xz": lambda evil: lzma.compress(_to_bytes({"state_dict": evil})),
+    "zip": lambda evil: torch_bytes({"format": "waveflow", "state_dict": {"w": evil}}),
+    "zip-protocol-4": lambda evil: torch_bytes({"model": evil}, pickle_protocol=4),
+    "legacy": lambda evil: torch_bytes({"model": evil}, _use_new_zipfile_serialization=False),
+    "top-level": lambda evil: torch_bytes(evil),
+    "xz": lambda evil: lzma.compress(torch_bytes({"state_dict": evil})),
 }
-
-
-def _to_bytes(obj, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf, **kwargs)
-    return buf.getvalue()
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
@@ -319,7 +309,7 @@ def test_crafted_pickle_is_named_not_called_corrupt(tmp_path, capsys, shape):
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_truncated_file_is_called_corrupt_without_torch_advice(tmp_path, model, capsys, legacy):
-    data = _to_bytes(_payload(model), _use_new_zipfile_serialization=not legacy)
+    data = torch_bytes(_payload(model), _use_new_zipfile_serialization=not legacy)
     path = tmp_path / "cut.pt"
     path.write_bytes(data[: len(data) // 2])
     for load in (load_checkpoint, load_model, nvidia.import_nvidia):
@@ -349,7 +339,7 @@ MAX_GROWTH = 24 << 20  # peak RSS growth allowed while refusing
 
 _CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, resource, sys
     resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # a regression fails, it cannot swamp the machine
     from waveflow.checkpoint import load_checkpoint, load_model
     from waveflow.cli.inspect_cmd import describe
@@ -363,7 +353,6 @@ _CHILD = textwrap.dedent(
     report = {}
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for name in names:
-        start = time.perf_counter()
         try:
             loaders[name](bomb)
             outcome = "loaded"
@@ -371,7 +360,7 @@ _CHILD = textwrap.dedent(
             outcome = "CheckpointError: " + str(exc)
         except BaseException as exc:
             outcome = type(exc).__name__ + ": " + str(exc)[:300]
-        report[name] = {"outcome": outcome, "seconds": time.perf_counter() - start}
+        report[name] = {"outcome": outcome}
     report["growth"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
     print(json.dumps(report))
     """
@@ -409,7 +398,6 @@ def _assert_refused(report: dict, words: list[str]) -> None:
         assert "\n" not in entry["outcome"]
         for word in words:
             assert word in entry["outcome"], (name, word, entry["outcome"])
-        assert entry["seconds"] < 10, (name, entry)
     assert report["growth"] < MAX_GROWTH, report
 
 
@@ -420,7 +408,7 @@ def bomb_payload(tmp_path_factory) -> bytes:
     model = WaveGlow(presets.waveglow_tiny().replace(n_mels=N_MELS))
     state = dict(model.state_dict())
     state["junk"] = torch.zeros(BOMB_BYTES // 4)
-    return _to_bytes(_payload(model, state))
+    return torch_bytes(_payload(model, state))
 
 
 def _xz(data: bytes) -> bytes:
@@ -463,7 +451,7 @@ def test_tensor_declared_far_beyond_its_config_is_refused_before_loading(tmp_pat
     state = dict(model.state_dict())
     state["upsample.conv.weight"] = torch.zeros(N_MELS, N_MELS, (16 << 20) // (4 * N_MELS * N_MELS))
     path = tmp_path / "big.pt"
-    path.write_bytes(_to_bytes(_payload(model, state)))
+    path.write_bytes(torch_bytes(_payload(model, state)))
     report = _load_in_child(path, ["load_checkpoint", "load_model", "inspect"], warm_files, cap=None)
     _assert_refused(report, ["upsample.conv.weight", "expected"])
     assert report["growth"] < 12 << 20  # the 16 MiB tensor was never read
@@ -478,11 +466,11 @@ def test_expanded_tensor_bomb_is_refused(tmp_path, warm_files, layout):
     if layout == "waveflow":
         state = dict(model.state_dict())
         state["upsample.conv.weight"] = huge
-        data, loaders = _to_bytes(_payload(model, state)), ["load_checkpoint", "load_model", "inspect"]
+        data, loaders = torch_bytes(_payload(model, state)), ["load_checkpoint", "load_model", "inspect"]
     else:
         sd = dict(nvidia.to_nvidia_state_dict(model))
         sd["upsample.weight"] = huge
-        data, loaders = _to_bytes(sd), ["import_nvidia", "load_model", "inspect"]
+        data, loaders = torch_bytes(sd), ["import_nvidia", "load_model", "inspect"]
     path = tmp_path / "expanded.pt"
     path.write_bytes(data)
     assert len(data) < 1 << 20

@@ -19,7 +19,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import tracemalloc
 import warnings
 import zipfile
@@ -32,6 +31,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import REPO
+from tests.helpers import torch_bytes
 from waveflow.audio.io import audio_info, load_audio
 from waveflow.cli._inputs import load_mel_file
 from waveflow.errors import InputError
@@ -40,8 +40,7 @@ N_MELS = 40
 FRAMES = 30
 RATE = 8000
 MEL_SUFFIXES = (".npy", ".npz", ".pt")
-PER_CASE_SECONDS = 5.0  # generous: every case takes milliseconds; a slow one means a scan of garbage
-CHILD_TIMEOUT_S = 120.0
+CHILD_TIMEOUT_S = 120.0  # a reader that blocks (a FIFO) or loops would never finish: reported, not awaited
 MAX_RSS_MB = 550  # the interpreter with torch is ~250 MB; one header lying about its rate cost 400 MB more
 
 
@@ -55,12 +54,6 @@ def _npy(array: np.ndarray) -> bytes:
 def _npz(**arrays: Any) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _pt(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
     return buffer.getvalue()
 
 
@@ -112,7 +105,7 @@ def fuzz_cases(seed: int = 0) -> list[tuple[str, bytes]]:
     real = {
         "mel.npy": _npy(mel),
         "mel.npz": _npz(mel=mel),
-        "mel.pt": _pt(torch.from_numpy(mel)),
+        "mel.pt": torch_bytes(torch.from_numpy(mel)),
         "pcm16.wav": _audio("WAV", "PCM_16", audio),
         "float.wav": _audio("WAV", "FLOAT", audio),
         "pcm16.flac": _audio("FLAC", "PCM_16", audio),
@@ -150,13 +143,13 @@ def fuzz_cases(seed: int = 0) -> list[tuple[str, bytes]]:
         torch.float16,
         torch.bfloat16,
     ):
-        cases.append((f"tensor_{str(dtype)[6:]}.pt", _pt(torch.ones(N_MELS, FRAMES, dtype=dtype))))
+        cases.append((f"tensor_{str(dtype)[6:]}.pt", torch_bytes(torch.ones(N_MELS, FRAMES, dtype=dtype))))
     cases += [
-        ("tensor_sparse.pt", _pt(torch.ones(N_MELS, FRAMES).to_sparse())),
-        ("tensor_strided.pt", _pt(torch.ones(N_MELS, 2 * FRAMES)[:, ::2])),
-        ("dict_list.pt", _pt({"mel": [1.0, 2.0]})),
-        ("dict_other.pt", _pt({"x": torch.ones(2)})),
-        ("string.pt", _pt("mel")),
+        ("tensor_sparse.pt", torch_bytes(torch.ones(N_MELS, FRAMES).to_sparse())),
+        ("tensor_strided.pt", torch_bytes(torch.ones(N_MELS, 2 * FRAMES)[:, ::2])),
+        ("dict_list.pt", torch_bytes({"mel": [1.0, 2.0]})),
+        ("dict_other.pt", torch_bytes({"x": torch.ones(2)})),
+        ("string.pt", torch_bytes("mel")),
         ("two.npz", _npz(a=mel, b=mel)),
         ("none.npz", _zip_member("readme.txt", b"hello")),
     ]
@@ -166,7 +159,7 @@ def fuzz_cases(seed: int = 0) -> list[tuple[str, bytes]]:
         tag = "x".join(map(str, shape)) or "scalar"
         cases += [
             (f"shape_{tag}.npy", _npy(np.ones(shape, np.float32))),
-            (f"shape_{tag}.pt", _pt(torch.ones(shape))),
+            (f"shape_{tag}.pt", torch_bytes(torch.ones(shape))),
         ]
     cases.append(("nan.npy", _npy(np.full((N_MELS, FRAMES), np.nan, np.float32))))
     # Headers declaring far more data than the file holds, or shapes numpy cannot represent.
@@ -242,7 +235,6 @@ def run_readers(folder: str) -> None:
     for path in sorted(Path(folder).iterdir()):
         for reader, call in _readers(path):
             print(json.dumps({"case": path.name, "reader": reader, "started": True}), flush=True)
-            start = time.perf_counter()
             outcome: dict[str, Any] = {"case": path.name, "reader": reader}
             try:
                 broken = _contract_broken(reader, call())
@@ -254,7 +246,6 @@ def run_readers(folder: str) -> None:
                 outcome["message"] = str(exc)
             except BaseException as exc:  # noqa: BLE001 (the test reports whatever escaped)
                 outcome.update(kind="escaped", type=type(exc).__name__, message=str(exc)[:300])
-            outcome["seconds"] = time.perf_counter() - start
             print(json.dumps(outcome), flush=True)
     # VmHWM is this address space's own peak; ru_maxrss would start at the parent's peak at fork
     # time (pytest's, after whatever ran before) and survive exec.
@@ -288,7 +279,6 @@ def test_readers_survive_the_fuzz_corpus(tmp_path):
         (tmp_path / name).write_bytes(data)
     os.mkfifo(tmp_path / "fifo.npy")  # opening a FIFO for reading blocks until a writer comes
     os.mkfifo(tmp_path / "fifo.wav")
-    start = time.perf_counter()
     lines, hung = _run_child(
         f"from tests.test_fuzz_readers import run_readers; run_readers({str(tmp_path)!r})", CHILD_TIMEOUT_S
     )
@@ -314,19 +304,12 @@ def test_readers_survive_the_fuzz_corpus(tmp_path):
         if r["kind"] == "returned" and r["broken"]
     ]
     assert not broken, "\n".join(broken)
-    slow = [
-        f"{r['reader']}({r['case']}): {r['seconds']:.2f} s"
-        for r in results
-        if r["seconds"] > PER_CASE_SECONDS
-    ]
-    assert not slow, slow
     (memory,) = [r["max_rss_mb"] for r in lines if "max_rss_mb" in r]
     assert memory < MAX_RSS_MB, f"the child peaked at {memory:.0f} MB"
     # The real files are read, the fuzzed ones mostly refused: the corpus exercises both paths.
     returned = {r["case"] for r in results if r["kind"] == "returned"}
     assert {"mel.npy", "mel.npz", "mel.pt", "pcm16.wav", "float.wav", "pcm16.flac"} <= returned
     assert len(refused) > len(results) // 2
-    assert time.perf_counter() - start < CHILD_TIMEOUT_S
 
 
 # -- regressions: one per bug the fuzzer found ---------------------------------------------------------------
@@ -338,7 +321,7 @@ def test_complex_and_bool_tensors_are_refused_not_cast(tmp_path, dtype, what):
     # Before: the tensor was cast to float32, dropping the imaginary part (with a warning) or
     # turning True/False into 1/0, and accepted as a mel.
     path = tmp_path / "mel.pt"
-    path.write_bytes(_pt(torch.ones(N_MELS, FRAMES, dtype=dtype)))
+    path.write_bytes(torch_bytes(torch.ones(N_MELS, FRAMES, dtype=dtype)))
     with pytest.raises(InputError, match=f"holds {what} data, expected floating-point mel values"):
         load_mel_file(path, N_MELS)
 
@@ -354,7 +337,7 @@ def test_sparse_nested_and_quantized_tensors_are_refused_by_what_they_are(tmp_pa
         }
     for what, tensor in tensors.items():
         path = tmp_path / f"{what}.pt"
-        path.write_bytes(_pt(tensor))
+        path.write_bytes(torch_bytes(tensor))
         with pytest.raises(InputError, match=f"holds a {what} tensor"):
             load_mel_file(path, N_MELS)
 

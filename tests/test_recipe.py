@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 import yaml
 
+from tests.helpers import run_recipe
 from waveflow import presets
 from waveflow.config import ExperimentConfig
 
@@ -21,10 +20,7 @@ RUN = RECIPE / "run.sh"
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WAVEFLOW=f"{sys.executable} -m waveflow")
-    return subprocess.run(
-        ["bash", str(RUN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return run_recipe(RUN, args, cwd, timeout)
 
 
 @pytest.mark.parametrize(

@@ -15,18 +15,9 @@ import pickle
 import pytest
 import torch
 
+from tests.helpers import Payload
 from waveflow import checkpoint, cli, errors
 from waveflow.interop import nvidia
-
-
-class Payload:
-    """Unpickling this calls ``pathlib.Path.touch(marker)``: harmless, but it is code from the file."""
-
-    def __init__(self, marker: pathlib.Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.marker,))
 
 
 def _waveflow_like(evil):

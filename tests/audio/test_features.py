@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import speech_like
+from tests.helpers import speech_like
 from waveflow import presets
 from waveflow.audio import stft as stft_ops
 from waveflow.audio.features import MelSpectrogram, convert_log_base, mel_filterbank

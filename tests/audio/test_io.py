@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import speech_like
+from tests.helpers import speech_like
 from waveflow.audio import io as audio_io
 from waveflow.audio.io import list_audio_files, load_audio, to_pcm16, write_wav
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import speech_like
+from tests.helpers import perturbed_model, speech_like
 from waveflow import presets
 from waveflow.audio.features import MelSpectrogram
 from waveflow.audio.io import write_wav
@@ -23,12 +23,7 @@ MODEL = presets.waveglow_tiny().replace(n_mels=40, hop_length=128, upsample_kern
 
 def tiny_model(seed: int = 0) -> WaveGlow:
     """The tiny model with every weight perturbed, so no coupling is an identity."""
-    torch.manual_seed(seed)
-    model = WaveGlow(MODEL)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return model.eval()
+    return perturbed_model(MODEL, seed=seed, std=0.02)
 
 
 @pytest.fixture(scope="session")

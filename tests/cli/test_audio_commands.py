@@ -10,16 +10,11 @@ import soundfile as sf
 import torch
 
 from tests.cli.conftest import MEL, SAMPLE_RATE, mel_of, tiny_model, write_speech_wav
+from tests.helpers import one_error_line
 from waveflow import cli, presets
 from waveflow.audio.features import MelSpectrogram
 from waveflow.audio.io import load_audio
 from waveflow.infer.vocoder import Vocoder
-
-
-def _one_error_line(capsys, command: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"waveflow {command}: error:"), err
-    return err[0]
 
 
 # -- resynthesize ---------------------------------------------------------------------------------
@@ -47,12 +42,12 @@ def test_resynthesize_refuses_non_audio(checkpoint, tmp_path, capsys):
     assert (
         cli.main(["resynthesize", str(checkpoint), str(tmp_path / "text.wav"), str(tmp_path / "o.wav")]) == 2
     )
-    assert "is not a readable audio file" in _one_error_line(capsys, "resynthesize")
+    assert "is not a readable audio file" in one_error_line(capsys, "resynthesize")
     assert not (tmp_path / "o.wav").exists()
     assert (
         cli.main(["resynthesize", str(checkpoint), str(tmp_path / "none.wav"), str(tmp_path / "o.wav")]) == 2
     )
-    assert "not found" in _one_error_line(capsys, "resynthesize")
+    assert "not found" in one_error_line(capsys, "resynthesize")
 
 
 # -- extract-mels ----------------------------------------------------------------------------------
@@ -109,7 +104,7 @@ def test_extract_mels_resamples_and_reports_bad_files(checkpoint, tmp_path, caps
     assert (
         cli.main(["extract-mels", "--preset", "tacotron2", str(tmp_path / "broken.wav"), "-o", str(out)]) == 2
     )
-    assert "broken.wav" in _one_error_line(capsys, "extract-mels")
+    assert "broken.wav" in one_error_line(capsys, "extract-mels")
 
 
 # -- inspect -------------------------------------------------------------------------------------------
@@ -148,13 +143,13 @@ def test_inspect_nvidia_checkpoint(nvidia_fixtures, capsys):
 
 def test_inspect_errors(tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path / "missing.pt")]) == 2
-    assert "checkpoint not found" in _one_error_line(capsys, "inspect")
+    assert "checkpoint not found" in one_error_line(capsys, "inspect")
     (tmp_path / "x.pt").write_text("just text")
     assert cli.main(["inspect", str(tmp_path / "x.pt")]) == 3  # a bad checkpoint
-    assert "not a PyTorch checkpoint" in _one_error_line(capsys, "inspect")
+    assert "not a PyTorch checkpoint" in one_error_line(capsys, "inspect")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     assert cli.main(["inspect", str(tmp_path / "other.pt")]) == 3
-    _one_error_line(capsys, "inspect")
+    one_error_line(capsys, "inspect")
 
 
 # -- encode / decode -------------------------------------------------------------------------------------
@@ -188,8 +183,8 @@ def test_encode_decode_round_trip(checkpoint, tmp_path):
 def test_decode_errors(checkpoint, tmp_path, capsys):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     assert cli.main(["decode", str(checkpoint), str(tmp_path / "other.npz"), str(tmp_path / "o.wav")]) == 2
-    assert "was it written by `waveflow encode`" in _one_error_line(capsys, "decode")
+    assert "was it written by `waveflow encode`" in one_error_line(capsys, "decode")
     (tmp_path / "junk.npz").write_bytes(b"junk")
     assert cli.main(["decode", str(checkpoint), str(tmp_path / "junk.npz"), str(tmp_path / "o.wav")]) == 2
-    assert "not a readable .npz" in _one_error_line(capsys, "decode")
+    assert "not a readable .npz" in one_error_line(capsys, "decode")
     assert not (tmp_path / "o.wav").exists()

@@ -19,15 +19,10 @@ import pytest
 
 from tests.cli.conftest import speech_mel, write_speech_wav
 from tests.conftest import REPO
+from tests.helpers import one_error_line
 from waveflow import cli
 from waveflow.cli import _inputs
 from waveflow.errors import CheckpointError
-
-
-def _one_error_line(capsys, command: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"waveflow {command}: error:"), err
-    return err[0]
 
 
 def _env() -> dict[str, str]:
@@ -78,7 +73,7 @@ def test_output_below_a_file_is_one_line_exit_4(command, checkpoint, inputs, tmp
     blocker.write_text("a file, not a folder\n")
     capsys.readouterr()
     assert cli.main(_argv(command, checkpoint, inputs, blocker / "out")) == 4
-    line = _one_error_line(capsys, command)
+    line = one_error_line(capsys, command)
     assert str(blocker) in line and "is a file" in line, line
 
 
@@ -113,7 +108,7 @@ def test_read_only_output_is_one_line_exit_4_before_the_work(
     monkeypatch.setattr(Path, "mkdir", fake_mkdir)
     monkeypatch.setattr(_inputs, "load_vocoder", no_model)
     assert cli.main(_argv(command, checkpoint, inputs, read_only / "out")) == 4
-    line = _one_error_line(capsys, command)
+    line = one_error_line(capsys, command)
     assert str(read_only) in line and "Read-only file system" in line, line
 
 
@@ -132,9 +127,10 @@ def test_disk_full_in_the_middle_of_a_batch_fails_the_command(checkpoint, tmp_pa
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", fake_open)
-    argv = ["synthesize", str(checkpoint), *(str(tmp_path / f"{n}.npy") for n in "abc"), "-o", str(out)]
-    assert cli.main(argv) == 4  # the output location is unusable: not "1, some files failed"
-    line = _one_error_line(capsys, "synthesize")
+    argv = ["-q", "synthesize", str(checkpoint), *(str(tmp_path / f"{n}.npy") for n in "abc"), "-o", str(out)]
+    # -q: no clipping note for the file written first. The output location is unusable: not "1, some failed".
+    assert cli.main(argv) == 4
+    line = one_error_line(capsys, "synthesize")
     assert "No space left on device" in line and str(out) in line and ".wav" in line, line
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
@@ -167,7 +163,7 @@ def test_debug_shows_the_traceback_and_bugs_always_do(checkpoint, tmp_path, caps
     (tmp_path / "junk.npz").write_bytes(b"junk")
     argv = ["decode", str(checkpoint), str(tmp_path / "junk.npz"), str(tmp_path / "o.wav")]
     assert cli.main(argv) == 2
-    assert "Traceback" not in _one_error_line(capsys, "decode")
+    assert "Traceback" not in one_error_line(capsys, "decode")
     for flags in (["--debug", *argv], ["-v", *argv], [*argv, "--debug"], [*argv, "--verbose"]):
         assert cli.main(flags) == 2, flags
         err = capsys.readouterr().err
@@ -310,7 +306,7 @@ def test_decode_refuses_a_bad_num_samples(value, words, checkpoint, tmp_path, ca
     np.savez(tmp_path / "bad.npz", **fields)
     capsys.readouterr()
     assert cli.main(["decode", str(checkpoint), str(tmp_path / "bad.npz"), str(tmp_path / "o.wav")]) == 2
-    line = _one_error_line(capsys, "decode")
+    line = one_error_line(capsys, "decode")
     assert str(tmp_path / "bad.npz") in line and words in line, line
     assert not (tmp_path / "o.wav").exists()
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from waveflow.cli import CLIError
 from waveflow.cli._inputs import collect_inputs, file_seed, load_mel_file
 
@@ -91,6 +96,16 @@ def test_mel_file_errors_are_one_line(tmp_path, name, make, message):
 
 
 def test_file_seed_depends_on_seed_and_name():
-    assert file_seed(1, "a.npy") == file_seed(1, "a.npy")
-    assert len({file_seed(1, "a.npy"), file_seed(2, "a.npy"), file_seed(1, "b.npy")}) == 3
+    """The same seed and name give the same noise in every run: the value does not depend on the
+    interpreter (Python's ``hash`` of a string changes with ``PYTHONHASHSEED``)."""
+    pairs = [(1, "a.npy"), (2, "a.npy"), (1, "b.npy")]
+    here = [file_seed(seed, name) for seed, name in pairs]
+    code = f"from waveflow.cli._inputs import file_seed; print([file_seed(s, n) for s, n in {pairs!r}])"
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == str(here)
+    assert len(set(here)) == 3
     assert 0 <= file_seed(123, "x") < 2**63

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.cli.conftest import MEL, MODEL, SAMPLE_RATE, write_speech_wav
-from tests.conftest import speech_like
+from tests.helpers import speech_like
 from waveflow import cli
 from waveflow.audio.features import MelSpectrogram
 from waveflow.audio.io import write_wav

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from tests.conftest import speech_like
+from tests.helpers import speech_like
 from waveflow.audio.io import write_wav
 from waveflow.data import SegmentDataset, UtteranceDataset, scan_audio
 

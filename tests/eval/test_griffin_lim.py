@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import speech_like
+from tests.helpers import speech_like
 from waveflow.audio.features import MelSpectrogram
 from waveflow.eval import metrics
 from waveflow.eval.griffin_lim import griffin_lim

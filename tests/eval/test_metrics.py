@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import speech_like
+from tests.helpers import speech_like
 from waveflow.audio.features import MelSpectrogram
 from waveflow.eval import f0, metrics
 from waveflow.presets import tacotron2_mel

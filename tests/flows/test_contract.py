@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from tests.flows.contract import check_batch_consistency, check_jacobian, check_logdet_dtype, check_round_trip
+from tests.helpers import randomize_  # also imported from here by tests/test_model.py and others
 from waveflow.flows import (
     ActNorm,
     AdditiveCoupling,
@@ -24,15 +24,6 @@ from waveflow.flows import (
 from waveflow.nn import WaveNet
 
 COND_CHANNELS = 3
-
-
-def randomize_(module: nn.Module, std: float = 0.3) -> nn.Module:
-    """Perturb every parameter so no layer is an identity (zero-initialised ends included)."""
-    g = torch.Generator().manual_seed(123)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return module
 
 
 def wavenet(n_in: int, n_out: int) -> WaveNet:

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import speech_like
-from tests.infer.test_vocoder import (  # noqa: F401  (one_torch_thread is an autouse fixture)
-    SAMPLE_RATE,
+from tests.helpers import (  # noqa: F401  (one_torch_thread is an autouse fixture)
     SMALL_MEL,
     SMALL_MODEL,
+    SMALL_SAMPLE_RATE,
     one_torch_thread,
     small_model,
+    speech_like,
 )
 from waveflow import losses
 from waveflow.infer.streaming import context_groups, encode_chunked, encode_window
@@ -37,8 +37,8 @@ CONFIGS = {
 def case(request):
     model = small_model(CONFIGS[request.param])
     vocoder = Vocoder.from_model(model, SMALL_MEL)
-    audio = speech_like(int(1.3 * SAMPLE_RATE), SAMPLE_RATE, seed=5)
-    mel = vocoder.mel(audio, SAMPLE_RATE)  # (n_mels, F)
+    audio = speech_like(int(1.3 * SMALL_SAMPLE_RATE), SMALL_SAMPLE_RATE, seed=5)
+    mel = vocoder.mel(audio, SMALL_SAMPLE_RATE)  # (n_mels, F)
     covered = model.samples_covered(mel.shape[1])
     num_samples = min(len(audio), covered) // model.n_group * model.n_group
     clip = torch.from_numpy(audio[:num_samples]).unsqueeze(0)
@@ -84,7 +84,7 @@ def test_vocoder_score_and_encode_in_windows_match_the_model(case):
     with torch.no_grad():
         nll_ref = float(model.nll(clip, mel)[0])
         z_ref = model.encode(clip, mel)[0]
-    scores = windowed.score(clip[0].numpy(), SAMPLE_RATE)
+    scores = windowed.score(clip[0].numpy(), SMALL_SAMPLE_RATE)
     assert scores["num_samples"] == clip.shape[1]
     assert scores["nats_per_sample"] == pytest.approx(nll_ref, rel=1e-5, abs=1e-5)
     torch.testing.assert_close(windowed.encode(clip[0], mel[0]), z_ref, rtol=1e-5, atol=1e-5)

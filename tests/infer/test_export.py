@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.infer.test_vocoder import (  # noqa: F401  (one_torch_thread is an autouse fixture)
+from tests.helpers import (  # noqa: F401  (one_torch_thread is an autouse fixture)
     SMALL_MEL,
     SMALL_MODEL,
     one_torch_thread,
@@ -17,7 +17,6 @@ from tests.infer.test_vocoder import (  # noqa: F401  (one_torch_thread is an au
 )
 from waveflow.infer.export import WaveGlowInference, export_onnx, export_torchscript, folded_copy
 from waveflow.infer.vocoder import Vocoder
-from waveflow.model import WaveGlow
 from waveflow.presets import glow, nice, realnvp
 
 SHAPE = {
@@ -123,10 +122,12 @@ def test_export_of_a_bare_model_and_refusals(tmp_path):
     model = small_model()
     path = export_torchscript(model, tmp_path / "model.ts")
     extra = {"waveflow.json": ""}
-    torch.jit.load(str(path), _extra_files=extra)
-    assert "model" in json.loads(extra["waveflow.json"])
+    scripted = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["waveflow.json"])["model"] == model.config.to_dict()
+    mel, z = inputs(2, 6, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(mel, z), model.decode(z, mel), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="expected a Vocoder or a WaveGlow"):
         export_torchscript(torch.nn.Linear(2, 2), tmp_path / "x.ts")
     with pytest.raises(FileNotFoundError, match="output folder does not exist"):
         export_torchscript(model, tmp_path / "missing" / "x.ts")
-    assert isinstance(model, WaveGlow)

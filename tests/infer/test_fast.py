@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_model import VARIANTS, random_model
+from tests.helpers import random_model
+from tests.test_model import VARIANTS
 from waveflow.config import WaveNetConfig
 from waveflow.flows import squeeze
 from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes

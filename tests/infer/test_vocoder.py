@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import math
-import pathlib
 import subprocess
 import sys
 import warnings
@@ -15,11 +14,19 @@ import pytest
 import soxr
 import torch
 
-from tests.conftest import REPO, speech_like
-from tests.flows.test_contract import randomize_
+from tests.conftest import REPO
+from tests.helpers import (  # noqa: F401  (one_torch_thread is an autouse fixture)
+    SMALL_MEL,
+    Payload,
+    one_torch_thread,
+    seeded,
+    small_model,
+    speech_like,
+    speech_mel,
+)
+from tests.helpers import SMALL_SAMPLE_RATE as SAMPLE_RATE
 from waveflow.audio.features import MelSpectrogram
 from waveflow.checkpoint import save_checkpoint
-from waveflow.config import MelConfig, ModelConfig, WaveNetConfig
 from waveflow.infer import vocoder as vocoder_module
 from waveflow.infer.denoiser import Denoiser
 from waveflow.infer.fast import FastWaveGlow
@@ -28,57 +35,6 @@ from waveflow.infer.streaming import LATENT_BLOCK_GROUPS
 from waveflow.infer.vocoder import Vocoder
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
-
-# A small vocoder whose receptive field (228 samples) spans several frames (hop 64), so chunking,
-# padding and streaming effects are visible, at 8 kHz with 16 mels.
-SAMPLE_RATE = 8000
-SMALL_MEL = MelConfig(
-    sample_rate=SAMPLE_RATE, n_fft=256, win_length=256, hop_length=64, n_mels=16, f_max=4000.0
-)
-SMALL_MODEL = ModelConfig(
-    n_mels=16,
-    hop_length=64,
-    upsample_kernel_size=256,
-    n_flows=4,
-    n_group=4,
-    n_early_every=2,
-    n_early_size=2,
-    wavenet=WaveNetConfig(n_layers=3, n_channels=16, kernel_size=3),
-)
-
-
-def small_model(config: ModelConfig = SMALL_MODEL) -> WaveGlow:
-    """A WaveGlow with every layer perturbed away from its identity initialisation."""
-    model = WaveGlow(config)
-    for step in model.flow.steps:
-        if step.norm is not None:
-            step.norm.initialized.fill_(True)
-    return randomize_(model, 0.1).eval()
-
-
-def speech_mel(vocoder: Vocoder, seconds: float, seed: int = 0) -> torch.Tensor:
-    """A real log-mel ``(n_mels, frames)`` in the vocoder's own convention, silence at both ends."""
-    silence = np.zeros(int(0.1 * SAMPLE_RATE), np.float32)
-    audio = np.concatenate([silence, speech_like(int(seconds * SAMPLE_RATE), SAMPLE_RATE, seed), silence])
-    return vocoder.mel(audio, SAMPLE_RATE)
-
-
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run these many-small-ops tests on one thread (restored afterwards).
-
-    On a loaded machine a 2-thread OpenMP pool spins waiting for a descheduled sibling at every one
-    of the thousands of tiny convolutions, and a 1 s test takes a minute; one thread is also
-    faster for models this small.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +86,15 @@ def test_explicit_z_is_used_as_is(vocoder, model, mel):
     torch.testing.assert_close(audio_2d, audio, atol=0, rtol=0)
 
 
-def test_sigma_zero_is_deterministic(vocoder, mel):
-    a, _ = vocoder(mel, sigma=0.0)
-    b, _ = vocoder(mel, sigma=0.0)
-    assert torch.equal(a, b) and a.abs().max() > 0
+def test_sigma_zero_decodes_the_zero_latent(vocoder, model, mel):
+    """sigma 0 is the mode: the decode of z = 0, whatever the generator, and not a sigma > 0 sample."""
+    expected = model.decode(torch.zeros(1, 4, mel.shape[1] * 16), mel.unsqueeze(0)).detach()
+    assert expected.abs().max() > 1e-2  # the model is no identity: z = 0 does not give silence
+    for generator in (None, seeded(1)):
+        audio, _ = vocoder(mel, sigma=0.0, generator=generator)
+        torch.testing.assert_close(audio, expected, atol=1e-5, rtol=0)
+    sample, _ = vocoder(mel, sigma=0.6, generator=seeded(1))
+    assert (sample - expected).abs().max() > 1e-2
 
 
 # -- lengths and batches ------------------------------------------------------------------------------
@@ -451,16 +412,6 @@ def test_input_errors_are_clear(vocoder, mel, case):
 
 
 # -- checkpoint safety -------------------------------------------------------------------------------------
-class Payload:
-    """Unpickling this runs ``pathlib.Path.touch(marker)``: code from the file."""
-
-    def __init__(self, marker: pathlib.Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize(
     "wrap",
     [

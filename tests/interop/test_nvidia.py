@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import perturbed_model, randomize_, torch_bytes
 from waveflow import losses, presets
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
@@ -341,7 +342,7 @@ def test_pre_convert_model_layout_is_fused_exactly(folder):
 def test_half_precision_and_prefixed_state_dict(folder):
     nv = nvidia.to_nvidia_state_dict(_model(folder, "original"))
     half = {f"module.{k}": v.half() for k, v in nv.items()}
-    imported = nvidia.import_nvidia(_save_bytes({"model": half}))
+    imported = nvidia.import_nvidia(torch_bytes({"model": half}))
     assert imported.format == "nvidia-state-dict"
     for k, v in imported.state_dict.items():
         assert v.dtype == torch.float32
@@ -362,7 +363,7 @@ def test_unexpected_and_inconsistent_entries_are_rejected(folder):
         "state_dict": nv,
     }
     with pytest.raises(ValueError, match="n_channels: config 64 vs weights 32"):
-        nvidia.import_nvidia(_save_bytes(dle))
+        nvidia.import_nvidia(torch_bytes(dle))
 
 
 def test_not_a_checkpoint_errors(tmp_path):
@@ -379,12 +380,6 @@ def test_not_a_checkpoint_errors(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an NVIDIA WaveGlow checkpoint"):
         nvidia.load_nvidia_checkpoint(tmp_path / "other.pt")
-
-
-def _save_bytes(obj, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf, **kwargs)
-    return buf.getvalue()
 
 
 # -- pickled NVIDIA modules built here: legacy format, CUDA storages, glow_old ---------------------
@@ -441,12 +436,7 @@ def _nvidia_object(mod: types.ModuleType, model: WaveGlow) -> nn.Module:
 
 @pytest.fixture
 def small_model() -> WaveGlow:
-    torch.manual_seed(3)
-    model = WaveGlow(presets.waveglow_tiny().replace(n_mels=8))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))  # no identity couplings
-    return model.eval()
+    return perturbed_model(presets.waveglow_tiny().replace(n_mels=8), seed=3, std=0.02)  # no identities
 
 
 def _same_outputs(a: WaveGlow, b: WaveGlow) -> None:
@@ -462,7 +452,7 @@ def _same_outputs(a: WaveGlow, b: WaveGlow) -> None:
 def test_pickled_nvidia_module_imports_without_its_classes(monkeypatch, small_model, legacy):
     mod = _fake_glow_module(monkeypatch, "glow")
     obj = _nvidia_object(mod, small_model)
-    data = _save_bytes({"model": obj, "iteration": 7}, _use_new_zipfile_serialization=not legacy)
+    data = torch_bytes({"model": obj, "iteration": 7}, _use_new_zipfile_serialization=not legacy)
     monkeypatch.delitem(sys.modules, "glow")  # the classes are not importable when loading
     imported = nvidia.import_nvidia(data)
     assert imported.format == "nvidia-original" and imported.info == {"iteration": 7}
@@ -478,20 +468,155 @@ def test_cuda_saved_nvidia_module_loads_with_map_location(monkeypatch, small_mod
     obj = _nvidia_object(mod, small_model)
     # Stamp every storage with a CUDA location, as NVIDIA's GPU-trained pickles have.
     monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
-    data = _save_bytes({"model": obj})
+    data = torch_bytes({"model": obj})
     monkeypatch.undo()
     assert b"cuda:0" in data
     imported = nvidia.import_nvidia(data, map_location="cpu")
     assert all(v.device.type == "cpu" for v in imported.state_dict.values())
 
 
+# glow_old's sizes: its infer() hard-codes an early output every 4 flows, so the model has 4 per block.
+GLOW_OLD = {"n_mels": 8, "n_flows": 6, "n_group": 4, "n_early_every": 4, "n_early_size": 2}
+GLOW_OLD_WN = {"n_layers": 2, "n_channels": 16, "kernel_size": 3}
+
+
+def _glow_old_object(mod: types.ModuleType) -> nn.Module:
+    """A random model laid out like ``glow_old.WaveGlow`` (its WN: one ``cond_layers`` conv per layer),
+    the upsampler 1024/256 as glow_old.py hard-codes it; no coupling is an identity."""
+    n_mels, n_group, size = GLOW_OLD["n_mels"], GLOW_OLD["n_group"], GLOW_OLD["n_early_size"]
+    c, n_layers, kernel = GLOW_OLD_WN["n_channels"], GLOW_OLD_WN["n_layers"], GLOW_OLD_WN["kernel_size"]
+    wn_ = nn.utils.weight_norm
+    glow = mod.WaveGlow()
+    glow.upsample = nn.ConvTranspose1d(n_mels, n_mels, 1024, stride=256)
+    glow.n_flows, glow.n_group = GLOW_OLD["n_flows"], n_group
+    glow.n_early_every, glow.n_early_size = GLOW_OLD["n_early_every"], size
+    glow.WN, glow.convinv = nn.ModuleList(), nn.ModuleList()
+    channels = n_group
+    for k in range(glow.n_flows):
+        if k % glow.n_early_every == 0 and k > 0:
+            channels -= size
+        wn = mod.WN()
+        wn.n_layers, wn.n_channels = n_layers, c
+        wn.in_layers, wn.res_skip_layers, wn.cond_layers = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        wn.start = wn_(nn.Conv1d(channels // 2, c, 1))
+        wn.end = nn.Conv1d(c, 2 * (channels // 2), 1)
+        for i in range(n_layers):
+            wn.in_layers.append(wn_(nn.Conv1d(c, 2 * c, kernel, dilation=2**i, padding=2**i)))
+            wn.cond_layers.append(wn_(nn.Conv1d(n_mels * n_group, 2 * c, 1)))
+            wn.res_skip_layers.append(wn_(nn.Conv1d(c, 2 * c if i < n_layers - 1 else c, 1)))
+        with torch.no_grad():
+            wn.end.weight.mul_(0.3)  # random but tame log-scales
+        glow.WN.append(wn)
+        inv = mod.Invertible1x1Conv()
+        inv.conv = nn.Conv1d(channels, channels, 1, bias=False)
+        with torch.no_grad():
+            inv.conv.weight.copy_(torch.linalg.qr(torch.randn(channels, channels))[0][:, :, None])
+        glow.convinv.append(inv)
+    return glow
+
+
+def _glow_old_wn(wn: nn.Module, audio: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
+    """``glow_old.WN.forward``: the conditioning enters every layer through its own ``cond_layers[i]``."""
+    c = wn.n_channels
+    audio = wn.start(audio)
+    output = 0
+    for i in range(wn.n_layers):
+        in_act = wn.in_layers[i](audio) + wn.cond_layers[i](spect)
+        acts = torch.tanh(in_act[:, :c]) * torch.sigmoid(in_act[:, c:])
+        res_skip_acts = wn.res_skip_layers[i](acts)
+        if i < wn.n_layers - 1:
+            audio = res_skip_acts[:, :c] + audio
+            output = output + res_skip_acts[:, c:]
+        else:
+            output = output + res_skip_acts
+    return wn.end(output)
+
+
+def _glow_old_infer(glow: nn.Module, spect: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``glow_old.WaveGlow.infer`` of NVIDIA/waveglow, transcribed, with the noise given as ``z``
+    ``(B, n_group, T / n_group)`` (each early block first, then the remaining channels) instead of
+    drawn: odd flows transform the first half and condition on the second (the alternation)."""
+    spect = glow.upsample(spect)
+    time_cutoff = glow.upsample.kernel_size[0] - glow.upsample.stride[0]
+    spect = spect[:, :, :-time_cutoff]
+    spect = spect.unfold(2, glow.n_group, glow.n_group).permute(0, 2, 1, 3)
+    spect = spect.contiguous().view(spect.size(0), spect.size(1), -1).permute(0, 2, 1)
+    early = [k for k in range(glow.n_flows) if k % 4 == 0 and k > 0]
+    offset = len(early) * glow.n_early_size
+    blocks = dict(zip(early, z[:, :offset].split(glow.n_early_size, dim=1)))
+    audio = z[:, offset:]
+    for k in reversed(range(glow.n_flows)):
+        n_half = int(audio.size(1) / 2)
+        if k % 2 == 0:
+            audio_0 = audio[:, :n_half, :]
+            audio_1 = audio[:, n_half:, :]
+        else:
+            audio_1 = audio[:, :n_half, :]
+            audio_0 = audio[:, n_half:, :]
+        output = _glow_old_wn(glow.WN[k], audio_0, spect)
+        s = output[:, n_half:, :]
+        b = output[:, :n_half, :]
+        audio_1 = (audio_1 - b) / torch.exp(s)
+        if k % 2 == 0:
+            audio = torch.cat([audio[:, :n_half, :], audio_1], 1)
+        else:
+            audio = torch.cat([audio_1, audio[:, n_half:, :]], 1)
+        w_inverse = torch.linalg.inv(glow.convinv[k].conv.weight.squeeze(2).double()).float()
+        audio = nn.functional.conv1d(audio, w_inverse[:, :, None])
+        if k % 4 == 0 and k > 0:
+            audio = torch.cat((blocks[k], audio), 1)
+    return audio.permute(0, 2, 1).contiguous().view(audio.size(0), -1)
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-def test_glow_old_classes_mean_alternating_halves(monkeypatch, small_model):
+def test_glow_old_checkpoints_decode_as_glow_old_py_does(monkeypatch):
+    """nvidia.py: glow_old.py's WaveGlow alternates which half conditions the coupling (odd flows use
+    the second half). A pickled glow_old model (with glow_old's per-layer ``cond_layers``) imports to
+    a model whose audio is glow_old's ``infer``; the same weights without the alternation give other
+    audio, so this fails if the import did not apply what glow_old.py does."""
     mod = _fake_glow_module(monkeypatch, "glow_old")
-    data = _save_bytes({"model": _nvidia_object(mod, small_model)})
+    torch.manual_seed(5)
+    obj = _glow_old_object(mod)
+    data = torch_bytes({"model": obj, "iteration": 3})
     monkeypatch.delitem(sys.modules, "glow_old")
     imported = nvidia.import_nvidia(data)
-    assert imported.config == small_model.config.replace(alternate_halves=True)
+    assert imported.format == "nvidia-original" and imported.config.alternate_halves
+    model = WaveGlow(imported.config)
+    model.load_state_dict(imported.state_dict)
+    plain = WaveGlow(imported.config.replace(alternate_halves=False))
+    plain.load_state_dict(imported.state_dict)
+    mel = torch.randn(2, GLOW_OLD["n_mels"], 3)
+    z = torch.randn(2, GLOW_OLD["n_group"], 3 * 256 // GLOW_OLD["n_group"])
+    with torch.no_grad():
+        for latent in (z, torch.zeros_like(z)):  # zeros: glow_old's infer at sigma 0
+            expected = _glow_old_infer(obj, mel, latent)
+            torch.testing.assert_close(model.eval().decode(latent, mel), expected, atol=1e-5, rtol=0)
+            assert (plain.eval().decode(latent, mel) - expected).abs().max() > 1e-2
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore:.*torch.qr is deprecated")  # NVIDIA's Invertible1x1Conv
+def test_nvidias_own_glow_old_model_imports_with_its_audio(monkeypatch):
+    """The same claim against NVIDIA's code itself (PyPI ``waveglow``, which CI installs): a pickled
+    ``waveglow.glow_old.WaveGlow`` imports to a model that decodes the zero latent to its ``infer``
+    at sigma 0, and so does the transcription above."""
+    glow_old = pytest.importorskip("waveglow.glow_old", reason="needs PyPI waveglow==22.12.28 (--no-deps)")
+    torch.manual_seed(5)
+    real = glow_old.WaveGlow(**{k: v for k, v in GLOW_OLD.items() if k != "n_mels"},
+                             n_mel_channels=GLOW_OLD["n_mels"], WN_config=GLOW_OLD_WN)  # fmt: skip
+    randomize_(real, 0.05).eval()  # its ends start at zero: identity couplings would hide the halves
+    imported = nvidia.import_nvidia(torch_bytes({"model": real}))
+    assert imported.config.alternate_halves
+    model = WaveGlow(imported.config)
+    model.load_state_dict(imported.state_dict)
+    # glow_old's infer draws its noise with torch.cuda.FloatTensor(...).normal_(); sigma 0 zeroes it.
+    monkeypatch.setattr(torch.cuda, "FloatTensor", lambda *size: torch.empty(*size), raising=False)
+    mel = torch.randn(2, GLOW_OLD["n_mels"], 3)
+    zeros = torch.zeros(2, GLOW_OLD["n_group"], 3 * 256 // GLOW_OLD["n_group"])
+    with torch.no_grad():
+        expected = real.infer(mel, sigma=0.0)
+        torch.testing.assert_close(model.eval().decode(zeros, mel), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(_glow_old_infer(real, mel, zeros), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -501,7 +626,7 @@ def test_bare_pickled_module_and_folded_weights(monkeypatch, small_model):
     for wn in obj.WN:  # NVIDIA's remove_weightnorm
         for m in [wn.start, wn.cond_layer, *wn.in_layers, *wn.res_skip_layers]:
             nn.utils.remove_weight_norm(m)
-    data = _save_bytes(obj)
+    data = torch_bytes(obj)
     monkeypatch.delitem(sys.modules, "glow")
     imported = nvidia.import_nvidia(data)
     assert imported.weight_norm_folded and not imported.config.weight_norm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.flows.test_contract import randomize_
+from tests.helpers import randomize_
 from waveflow.nn import MelUpsampler, WaveNet, gated_activation
 
 

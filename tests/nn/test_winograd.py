@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.flows.test_contract import randomize_
+from tests.helpers import randomize_
 from waveflow.nn import WaveNet
 from waveflow.nn.winograd import dilated_conv3
 

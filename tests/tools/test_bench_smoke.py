@@ -15,8 +15,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, mm_flop
 
-from tests.test_model import VARIANTS, random_model
+from tests.helpers import random_model, read_log, seeded
+from tests.test_model import VARIANTS
 from waveflow.infer.fast import FastWaveGlow
+from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
 from waveflow.presets import waveglow_tiny
 
@@ -57,16 +59,21 @@ _EXTRA_COUNTS = {
 }
 
 
+def _nvidia_arithmetic(model: WaveGlow) -> WaveGlow:
+    """Make ``model`` compute NVIDIA's layer-by-layer arithmetic (what the reference count counts)."""
+    for module in model.modules():
+        if isinstance(module, WaveNet):
+            module.fold_linear_maps = False
+            module.winograd_min_dilation = None
+    return model
+
+
 @pytest.mark.parametrize("name", ["waveglow", "nice", "realnvp", "glow"])
 @pytest.mark.parametrize("frames", [1, 3])
 def test_flop_counts_match_torch_counter(tools, name, frames):
     flops = tools["flops"]
     cfg = VARIANTS[name]
-    model = random_model(cfg)
-    for module in model.modules():  # count NVIDIA's layer-by-layer arithmetic
-        if isinstance(module, WaveNet):
-            module.fold_linear_maps = False
-            module.winograd_min_dilation = None
+    model = _nvidia_arithmetic(random_model(cfg))
     mel = torch.randn(2, cfg.n_mels, frames)
     z = torch.randn(2, cfg.n_group, frames * cfg.hop_length // cfg.n_group)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -96,26 +103,56 @@ def test_flop_count_of_the_compact_family_matches_torch_counter(tools, frames):
     assert counter.get_total_flops() == flops.reference_flops(cfg, frames, batch_size=2)["total"]
 
 
-def test_flops_of_nvidias_model(tools):
+def test_flops_of_nvidias_model(tools, monkeypatch):
     """The issue's figures: ~448 GFLOP per second of audio for the reference, ~300 for the folded
-    fast path with direct dilated convs, ~212 with Winograd F(4, 3) (half of those convs' 183)."""
+    fast path with direct dilated convs, ~212 with Winograd F(4, 3) (half of those convs' 183).
+
+    The reference figure is torch's own count of the LJSpeech model's decode of 861 frames (10 s),
+    on the meta device (shapes only, no arithmetic); the fast path's formula is held to torch's
+    counter on the small models above (FastWaveGlow cannot fold meta weights)."""
     flops = tools["flops"]
+    from waveflow.flows import invertible_conv
     from waveflow.presets import waveglow_ljspeech
 
     cfg = waveglow_ljspeech()
+    # Weights on the meta device: the random rotation's sign check would read a value.
+    monkeypatch.setattr(invertible_conv, "random_rotation", lambda c, generator=None: torch.empty(c, c))
+    with torch.device("meta"):
+        model = _nvidia_arithmetic(WaveGlow(cfg).eval())
+        mel = torch.empty(1, cfg.n_mels, 861)
+        z = torch.empty(1, cfg.n_group, 861 * cfg.hop_length // cfg.n_group)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():  # decode() would check values
+        model.flow.inverse(z, model.condition(mel, 861 * cfg.hop_length))
+    counted = flops.per_second({"total": counter.get_total_flops()}, 861, cfg.hop_length)["total"]
     ref = flops.per_second(flops.reference_flops(cfg, 861), 861, cfg.hop_length)["total"]
+    assert ref == counted and 440 < counted < 455
     direct = flops.per_second(flops.fast_flops(cfg, 861, winograd=False), 861, cfg.hop_length)["total"]
     fast = flops.per_second(flops.fast_flops(cfg, 861), 861, cfg.hop_length)["total"]
-    assert 440 < ref < 455
     assert 290 < direct < 310
     assert 205 < fast < 220
 
 
-def test_flops_cli(tools, capsys):
+def test_flops_cli_reports_torchs_counts(tools, capsys):
+    """The CLI's GFLOP per second of audio are torch's counts of the tiny model's decode of 4 frames
+    (reference arithmetic, and the fast engine with and without the upsampler folded)."""
     assert tools["flops"].main(["--preset", "waveglow_tiny", "--frames", "4"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    counts = report["gflop_per_second_of_audio"]
-    assert counts["fast_folded"]["total"] < counts["reference"]["total"]
+    report = json.loads(capsys.readouterr().out)["gflop_per_second_of_audio"]
+    cfg = waveglow_tiny()
+    model = _nvidia_arithmetic(random_model(cfg))
+    mel = torch.randn(1, cfg.n_mels, 4)
+    z = torch.randn(1, cfg.n_group, 4 * cfg.hop_length // cfg.n_group)
+    seconds = 4 * cfg.hop_length / 22050
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.decode(z, mel)
+    counted = {"reference": counter.get_total_flops()}
+    for name, fold in (("fast_folded", True), ("fast_unfolded", False)):
+        fast = FastWaveGlow.from_model(random_model(cfg), fold_upsampler=fold)
+        with FlopCounterMode(display=False, custom_mapping=_EXTRA_COUNTS) as counter:
+            fast.decode(z, mel)
+        counted[name] = counter.get_total_flops()
+    assert set(report) == set(counted)
+    for name, total in counted.items():
+        assert report[name]["total"] == pytest.approx(total / seconds / 1e9, rel=1e-12), name
 
 
 # -- bench_inference ----------------------------------------------------------------------------------
@@ -126,7 +163,6 @@ def test_bench_inference_smoke(tools, tmp_path):
     argv += ["--wavenet-size", "tiny", "--wavenet-frames", "1", "--out", str(out)]
     assert tools["bench_inference"].main(argv) == 0
     report = json.loads(out.read_text())
-    assert report["machine"]["matmul_gflops"] > 0
     assert [c["batch"] for c in report["cases"]] == [1, 2]
     for case in report["cases"]:
         variants = case["variants"]
@@ -137,8 +173,8 @@ def test_bench_inference_smoke(tools, tmp_path):
         for name, entry in variants.items():
             assert entry["finite"], name
             assert entry["max_abs_diff"] < 1e-4, name  # same audio for the same noise
-            assert entry["min_s"] <= entry["median_s"] <= entry["max_s"]
-            assert entry["khz"] > 0 and entry["rtf"] > 0
+            # The derived columns are the timings' (no speed is asserted): rtf = time / audio time.
+            assert entry["rtf"] == pytest.approx(entry["median_s"] / case["audio_seconds"], rel=1e-9), name
     names = {b["name"] for b in report["baselines"]}
     assert "griffin_lim" in names and "wavenet" in names
 
@@ -165,8 +201,7 @@ def test_bench_train_smoke(tools, tmp_path):
     report = json.loads(out.read_text())
     for name in ("waveflow", "waveflow_direct"):
         waveflow = report["variants"][name]
-        assert waveflow["samples_per_s"] > 0
-        assert waveflow["memory"]["peak_rss_mb"] >= waveflow["memory"]["rss_after_build_mb"]
+        assert "peak_rss_mb" in waveflow["memory"]
         if _installed("waveglow"):
             # same weights, same batch: the same gradients (the losses differ by a constant)
             assert waveflow["max_grad_diff"] < 1e-5
@@ -190,9 +225,7 @@ def test_bench_winograd_smoke(tmp_path, monkeypatch):
     for entry in report["dilations"].values():
         assert max(entry["max_rel_diff"].values()) < 1e-5  # same numbers from every variant
         for use in ("train", "forward"):
-            for tile in ("f23", "f43"):
-                assert entry[use][tile]["speedup"] > 0
-                assert entry[use][tile]["median_s"] > 0
+            assert set(entry[use]) >= {"f23", "f43"}  # every tile was timed (no speed is asserted)
     with pytest.raises(SystemExit):
         bench_winograd.main(["--dilations", "0"])
 
@@ -272,9 +305,30 @@ def test_learning_curves_score_a_run_and_reuse_a_report(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     curve = report["runs"]["tiny"]
     assert [p["step"] for p in curve] == [1, 2]
-    assert 0 < curve[0]["cpu_minutes"] < curve[1]["cpu_minutes"]
-    assert all(-1 <= p["stoi"] <= 1 and p["mrstft"] > 0 for p in curve)
-    assert report["griffin_lim"]["mrstft"] > 0 and png.stat().st_size > 1000
+    # The x axis is the CPU time the run logged with each checkpoint, not a time measured here.
+    logged = [
+        r for r in read_log(tmp_path / "run") if r["event"] == "checkpoint" and r.get("reason") != "best"
+    ]
+    assert [(p["checkpoint"], p["cpu_minutes"]) for p in curve] == [
+        (r["path"], r["cpu_s"] / 60) for r in logged
+    ]
+    # The scores are those of the documented synthesis (sigma 0.6, seed 0 + clip index), recomputed here.
+    from waveflow import Vocoder
+    from waveflow.audio.io import load_audio
+    from waveflow.data.filelists import read_filelist
+    from waveflow.eval import metrics
+
+    vocoder = Vocoder.from_checkpoint(curve[-1]["checkpoint"])
+    scores = []
+    for index, path in enumerate(read_filelist(clips)):
+        audio, _ = load_audio(path, vocoder.sample_rate)
+        generated, _ = vocoder(vocoder.mel(audio, vocoder.sample_rate), sigma=0.6, generator=seeded(index))
+        reference, estimate = metrics.align(audio, generated[0].clamp(-1, 1).numpy())
+        stft = metrics.multi_resolution_stft_distance(reference, estimate).total
+        scores.append((metrics.stoi(reference, estimate, vocoder.sample_rate), stft))
+    assert curve[-1]["stoi"] == pytest.approx(sum(s for s, _ in scores) / len(scores), rel=1e-9)
+    assert curve[-1]["mrstft"] == pytest.approx(sum(m for _, m in scores) / len(scores), rel=1e-9)
+    assert set(report["griffin_lim"]) == set(learning_curves.METRICS) and png.stat().st_size > 1000
     # Reusing the report scores nothing again.
     monkeypatch.setattr(learning_curves, "score", lambda *a: pytest.fail("re-scored a reused checkpoint"))
     again = tmp_path / "again.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -14,7 +13,8 @@ import soundfile as sf
 import torch
 import yaml
 
-from tests.conftest import REPO, speech_like
+from tests.conftest import REPO
+from tests.helpers import read_log, speech_like, torch_threads, train_losses  # noqa: F401  (re-exported)
 from waveflow import presets
 
 SAMPLE_RATE = 8000
@@ -88,10 +88,8 @@ def base_config(train_list: Path, val_list: Path | None) -> dict[str, Any]:
 def _one_thread():
     """One intra-op thread: these tiny models gain nothing from more, and on a busy machine
     (CI, parallel jobs) OpenMP threads competing for cores make a run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture
@@ -102,15 +100,6 @@ def tiny(tmp_path: Path) -> TinyRun:
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(base_config(train_list, val_list)))
     return TinyRun(tmp_path, config_path, train_list, val_list)
-
-
-def read_log(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
-
-
-def train_losses(run_dir: Path) -> dict[int, float | None]:
-    """Step -> logged loss (the last record of each step wins, as after a resume)."""
-    return {r["step"]: r["loss"] for r in read_log(run_dir) if r["event"] == "train"}
 
 
 def load(path: Path):
