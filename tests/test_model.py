@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.flows.contract import jacobian_logdet
-from tests.flows.test_contract import randomize_
+from tests.helpers import random_model
 from waveflow.config import ModelConfig, WaveNetConfig
 from waveflow.model import WaveGlow
 from waveflow.nn import WaveNet
@@ -36,15 +36,9 @@ VARIANTS = {
     "compact": compact_tiny(),
     "compact_shared": compact_tiny().replace(share_wavenet=True),
     "compact_clamped_lu": compact_tiny().replace(log_scale_clamp=3.0, mixing="conv1x1_lu", actnorm=True),
+    "compact_source": compact_tiny().replace(source="sine"),
+    "compact_source_direct": compact_tiny().replace(source="sine", source_direct=True),
 }
-
-
-def random_model(cfg: ModelConfig, std: float = 0.05) -> WaveGlow:
-    model = WaveGlow.from_config(cfg)
-    for step in model.flow.steps:
-        if step.norm is not None:
-            step.norm.initialized.fill_(True)
-    return randomize_(model, std).eval()
 
 
 def inputs(batch: int = 2, frames: int = 4, hop: int = 256, n_mels: int = 80):

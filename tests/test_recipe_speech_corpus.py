@@ -4,15 +4,14 @@ manifest corpus with a licence to leave out."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 import yaml
 
-from tests.conftest import speech_like
+from tests.helpers import run_recipe, speech_like
 from waveflow import presets
 from waveflow.config import ExperimentConfig
 
@@ -21,17 +20,17 @@ RUN = RECIPE / "run.sh"
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WAVEFLOW=f"{sys.executable} -m waveflow", THREADS="1")
-    return subprocess.run(
-        ["bash", str(RUN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return run_recipe(RUN, args, cwd, timeout, THREADS="1")
 
 
 def test_candidate_configs_share_the_compact_model_and_the_mel():
     for path in sorted((RECIPE / "configs").glob("*.yaml")):
         config = ExperimentConfig.from_dict(yaml.safe_load(path.read_text()))
         assert config.mel == presets.tacotron2_mel(), path.name
-        if path.stem != "debug":
+        if path.stem.startswith("source"):  # the compact model plus a pitch-synchronous source
+            assert config.model.replace(source="none", source_direct=False) == presets.compact(), path.name
+            assert config.model.source == "sine", path.name
+        elif path.stem != "debug":
             assert config.model == presets.compact(), path.name
 
 
@@ -92,3 +91,37 @@ def test_every_stage_on_a_tiny_corpus(tmp_path: Path):
     packaged = load_checkpoint(exp / "model.pt")
     assert packaged.training_state is None and packaged.weight_norm_folded
     assert packaged.metadata["weight_average"] is True and packaged.metadata["training_step"] == 4
+
+
+@pytest.mark.slow
+def test_stage_5_fine_tunes_the_shipped_model_on_given_file_lists(tmp_path: Path):
+    # No corpus needed: the file lists stage 1 would write, made by hand.
+    data = tmp_path / "exp" / "data"
+    (data / "wavs").mkdir(parents=True)
+    for split, seeds in {"train": [0, 1], "eval": [2]}.items():
+        for seed in seeds:
+            sf.write(
+                data / "wavs" / f"{seed}.wav", speech_like(8192, 22050, seed=seed), 22050, subtype="PCM_16"
+            )
+        (data / f"{split}.txt").write_text("".join(f"wavs/{seed}.wav\n" for seed in seeds))
+    quick = [
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "data.segment_length=4096",
+        "train.validate_every=2",
+        "train.checkpoint_every=2",
+        "train.aux_stft_weight=0",
+        "train.aux_mel_weight=0",
+    ]
+    result = _run(["--stage", "5", "--exp", str(tmp_path / "exp"), *quick], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stage 5: fine-tune default" in result.stdout and "stage 4" not in result.stdout
+    from waveflow import pretrained
+    from waveflow.checkpoint import load_checkpoint
+
+    run = load_checkpoint(tmp_path / "exp" / "finetune" / "checkpoints" / "last.pt")
+    assert run.metadata["init_from"]["sha256"] == pretrained.get("default").sha256
+    assert run.training_state["trainer"]["step"] == 2
+    packaged = load_checkpoint(tmp_path / "exp" / "finetuned.pt")
+    assert packaged.weight_norm_folded and packaged.metadata["init_from"] == run.metadata["init_from"]
+    assert packaged.config.model == presets.compact()

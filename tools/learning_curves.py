@@ -166,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
             curve.append(entry)
             print(json.dumps({"run": label, **entry}), flush=True)
         report["runs"][label] = curve
+        # The fp32 matmul rate each training session of the run measured at its start (runs from
+        # before the trainer recorded it have none).
+        starts = [
+            json.loads(line)
+            for line in (Path(run_dir) / "train_log.jsonl").read_text().splitlines()
+            if '"start"' in line
+        ]
+        report.setdefault("training_matmul_gflops", {})[label] = [
+            s.get("matmul_gflops") for s in starts if s.get("event") == "start"
+        ]
     report["griffin_lim"] = mean_scores(gl_rows) if gl_rows else old.get("griffin_lim")
     report["machine"]["matmul_gflops_end"] = matmul_gflops()
     report["wall_s"] = time.perf_counter() - started

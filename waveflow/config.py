@@ -238,6 +238,14 @@ class ModelConfig(ConfigBase):
     repeated for the ``hop_length / n_group`` positions of each frame; no audio-rate upsampler.
     ``share_wavenet``: steps that see the same number of channels share one coupling network
     (WG-WaveNet); each step keeps its own 1x1 mixing.
+    ``source``: ``sine`` gives a ``frame``-conditioned model a pitch-synchronous excitation
+    (:mod:`waveflow.nn.source`): a sine at the speaker's F0, grouped like the audio, joins the
+    conditioning; the F0 comes from a small predictor on the mel (trained beside the flow on YIN
+    targets; the reference's own F0 drives the excitation during training). ``none``: no source.
+    ``source_direct``: the excitation's samples also reach every coupling directly: they are
+    appended to the conditioning (``n_group`` more channels, which the coupling networks' layers do
+    not read) and a zero-initialised linear map adds them to each coupling's shift, so a network can
+    copy pitch pulses into the audio instead of decoding them from the mixed encoding.
     """
 
     n_mels: int = 80
@@ -258,15 +266,27 @@ class ModelConfig(ConfigBase):
     cond_channels: int = 128
     cond_kernel_size: int = 4
     share_wavenet: bool = False
+    source: typing.Literal["none", "sine"] = "none"
+    source_direct: bool = False
 
     @property
     def cond_size(self) -> int:
         """Channels of the conditioning tensor every coupling network receives."""
-        return self.n_mels * self.n_group if self.conditioning == "upsample" else self.cond_channels
+        if self.conditioning == "upsample":
+            return self.n_mels * self.n_group
+        return self.cond_channels + (self.n_group if self.source_direct else 0)
 
     def validate(self) -> None:
         super().validate()
         _require(self.n_mels >= 1, f"model.n_mels must be >= 1, got {self.n_mels}")
+        _require(
+            self.source == "none" or self.conditioning == "frame",
+            f"model.source={self.source!r} needs model.conditioning='frame' (got {self.conditioning!r})",
+        )
+        _require(
+            not self.source_direct or (self.source != "none" and self.wavenet.separable),
+            "model.source_direct needs a source (model.source) and separable coupling networks",
+        )
         _require(self.cond_channels >= 1, f"model.cond_channels must be >= 1, got {self.cond_channels}")
         _require(
             self.cond_kernel_size >= 2 and self.cond_kernel_size % 2 == 0,
@@ -339,10 +359,18 @@ class DataConfig(ConfigBase):
     ``dequantize``: add uniform noise of one 16-bit step, so the model fits a continuous density
     of the quantised audio (the NLL is then a proper bound).
     ``resample``: resample files at another rate (with a warning) instead of refusing them.
+    ``mel_dir``: condition on given mels instead of computing them from the audio (fine-tuning on a
+    TTS model's teacher-forced, ground-truth-aligned outputs, as HiFi-GAN does): for every training
+    and validation file ``X.wav`` the folder must hold ``X.npy``, ``X.pt`` or ``X.npz`` of shape
+    ``(n_mels, frames)``. Frame ``i`` belongs to the audio from sample ``i * hop_length`` on; a mel
+    whose length differs from the audio's frame count by at most ``mel_frame_tolerance`` frames is
+    cut, or extended by repeating its last frame, at the end (:mod:`waveflow.data.mel_dir`).
     """
 
     training_files: str = ""
     validation_files: str = ""
+    mel_dir: str = ""
+    mel_frame_tolerance: int = 4
     segment_length: int = 16000
     short_clips: typing.Literal["skip", "pad_noise"] = "skip"
     dequantize: bool = True
@@ -354,12 +382,25 @@ class DataConfig(ConfigBase):
         _require(self.segment_length > 0, f"data.segment_length must be positive, got {self.segment_length}")
         _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
         _require(self.validation_max_seconds > 0, "data.validation_max_seconds must be positive")
+        _require(
+            self.mel_frame_tolerance >= 0,
+            f"data.mel_frame_tolerance must be >= 0, got {self.mel_frame_tolerance}",
+        )
+        _require(
+            not (self.mel_dir and self.short_clips == "pad_noise"),
+            "data.short_clips=pad_noise cannot be used with data.mel_dir (a given mel has no frames for "
+            "the padding); use data.short_clips=skip",
+        )
 
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigBase):
     """Optimisation, precision, logging and checkpointing of one training run."""
 
+    # Fine-tuning: start from the weights of a checkpoint (waveflow or NVIDIA WaveGlow) or of a
+    # registered model (`waveflow pretrained`, e.g. default) instead of a random initialisation;
+    # fresh optimizer, step 0. The model config must match the source's (waveflow.train.init_from).
+    init_from: str = ""
     seed: int = 1234
     batch_size: int = 12  # global batch; split over DDP ranks
     max_steps: int = 580_000
@@ -392,6 +433,9 @@ class TrainConfig(ConfigBase):
     aux_mel_weight: float = 0.0
     aux_sigma: float = 0.6
     aux_every: int = 1
+    # Source models (model.source): weight of the pitch predictor's loss (voicing cross-entropy +
+    # log-pitch L1), added to the NLL; the predictor drives the excitation at synthesis.
+    f0_loss_weight: float = 1.0
     # Stop (as if interrupted, resumable) once the run has used this much CPU time, all sessions
     # together. None: no limit. Used to compare training recipes at an equal compute budget.
     max_cpu_minutes: float | None = None
@@ -411,6 +455,7 @@ class TrainConfig(ConfigBase):
         _require(self.aux_stft_weight >= 0, f"train.aux_stft_weight must be >= 0, got {self.aux_stft_weight}")
         _require(self.aux_mel_weight >= 0, f"train.aux_mel_weight must be >= 0, got {self.aux_mel_weight}")
         _require(self.aux_sigma >= 0, f"train.aux_sigma must be >= 0, got {self.aux_sigma}")
+        _require(self.f0_loss_weight >= 0, f"train.f0_loss_weight must be >= 0, got {self.f0_loss_weight}")
         if self.max_cpu_minutes is not None:
             _require(
                 self.max_cpu_minutes > 0,

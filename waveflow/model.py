@@ -32,6 +32,7 @@ from waveflow.flows import (
     unsqueeze,
 )
 from waveflow.nn import FrameConditioner, MelUpsampler, SeparableWaveNet, WaveNet
+from waveflow.nn.source import F0Predictor, sine_excitation
 from waveflow.nn.wavenet import fold_weight_norm
 
 
@@ -39,7 +40,14 @@ def _build_conditioner(cfg: ModelConfig, n_a: int, out_channels: int) -> nn.Modu
     wn = cfg.wavenet
     sizes = (n_a, out_channels, cfg.cond_size, wn.n_layers, wn.n_channels, wn.kernel_size)
     if wn.separable:
-        return SeparableWaveNet(*sizes, dilation_cycle=wn.dilation_cycle, weight_norm=cfg.weight_norm)
+        return SeparableWaveNet(
+            *sizes,
+            dilation_cycle=wn.dilation_cycle,
+            weight_norm=cfg.weight_norm,
+            # a source's excitation (the last n_group conditioning channels) reaches the shift only
+            direct_channels=cfg.n_group if cfg.source_direct else 0,
+            direct_out=out_channels // 2 if cfg.coupling == "affine" else out_channels,
+        )
     return WaveNet(*sizes, weight_norm=cfg.weight_norm)
 
 
@@ -95,7 +103,11 @@ class WaveGlow(nn.Module):
                 config.cond_channels,
                 config.cond_kernel_size,
                 weight_norm=config.weight_norm,
+                source=config.source != "none",
+                direct=config.source_direct,
             )
+        # The pitch predictor of a source-excited model (waveflow.nn.source); None otherwise.
+        self.f0_predictor = F0Predictor(config.n_mels) if config.source != "none" else None
         schedule = EarlyOutputSchedule.compute(
             config.n_flows, config.n_group, config.n_early_every, config.n_early_size
         )
@@ -145,14 +157,47 @@ class WaveGlow(nn.Module):
         _check_finite("audio", audio)
 
     # -- conditioning -----------------------------------------------------------------------
-    def condition(self, mel: Tensor, num_samples: int) -> Tensor:
+    @property
+    def has_source(self) -> bool:
+        """Whether the conditioning takes a pitch-synchronous excitation (``model.source``)."""
+        return self.f0_predictor is not None
+
+    def excitation(self, mel: Tensor, num_samples: int | None = None) -> Tensor:
+        """The excitation ``(B, num_samples)`` of a source model, from the pitch it predicts from ``mel``.
+
+        Deterministic (phase 0 at the first sample), so scoring and synthesis see a function of the
+        mel alone. ``num_samples`` defaults to every sample the mel conditions.
+        """
+        if self.f0_predictor is None:
+            raise ValueError("this model has no source (model.source='none'): it takes no excitation")
+        if num_samples is None:
+            num_samples = self.samples_covered(mel.shape[2])
+        freq, voiced = self.f0_predictor.predict(mel)
+        return sine_excitation(freq, voiced, self.hop_length, num_samples).to(mel.dtype)
+
+    def _excitation_for(self, mel: Tensor, num_samples: int, excitation: Tensor | None) -> Tensor | None:
+        if self.f0_predictor is None:
+            if excitation is not None:
+                raise ValueError("this model has no source (model.source='none'): it takes no excitation")
+            return None
+        if excitation is None:
+            return self.excitation(mel, num_samples)
+        if excitation.shape != (mel.shape[0], num_samples):
+            raise ValueError(
+                f"excitation must be (B={mel.shape[0]}, {num_samples}), got {tuple(excitation.shape)}"
+            )
+        return excitation
+
+    def condition(self, mel: Tensor, num_samples: int, excitation: Tensor | None = None) -> Tensor:
         """The couplings' conditioning of the first ``num_samples`` samples: ``(B, cond_size, num_samples / n_group)``.
 
         WaveGlow: the mel upsampled to audio rate and grouped (``n_mels * n_group`` channels);
-        compact flows: the frame-rate encoding (:class:`~waveflow.nn.FrameConditioner`).
+        compact flows: the frame-rate encoding (:class:`~waveflow.nn.FrameConditioner`). A source
+        model also reads ``excitation`` ``(B, num_samples)`` (by default the one its predicted
+        pitch gives, :meth:`excitation`).
         """
         if isinstance(self.upsample, FrameConditioner):
-            return self.upsample(mel, num_samples)
+            return self.upsample(mel, num_samples, self._excitation_for(mel, num_samples, excitation))
         up = self.upsample(mel, num_samples)  # (B, n_mels, T)
         return squeeze(up, self.n_group)  # channel = mel_bin * n_group + j
 
@@ -174,17 +219,32 @@ class WaveGlow(nn.Module):
         return 0
 
     def condition_window(
-        self, mel: Tensor, mel_offset: int, start_group: int, num_groups: int, num_frames: int
+        self,
+        mel: Tensor,
+        mel_offset: int,
+        start_group: int,
+        num_groups: int,
+        num_frames: int,
+        excitation: Tensor | None = None,
     ) -> Tensor:
         """Conditioning of groups ``[start_group, start_group + num_groups)`` from a slice of the mel.
 
         ``mel`` holds the absolute frames ``[mel_offset, mel_offset + mel.shape[2])`` of a sequence
         of ``num_frames`` frames and must include :meth:`cond_frames` of the window. Equal to the
-        matching slice of :meth:`condition` over the whole sequence (up to rounding).
+        matching slice of :meth:`condition` over the whole sequence (up to rounding). A source
+        model needs the window's slice of the whole sequence's ``excitation`` (its phase
+        accumulates from the first sample, so it cannot be computed from the slice).
         """
         g, hop = self.n_group, self.hop_length
         if isinstance(self.upsample, FrameConditioner):
-            return self.upsample.window(mel, mel_offset, start_group * g, num_groups * g, num_frames)
+            if self.has_source and excitation is None:
+                raise ValueError(
+                    "a source model's window needs the excitation of its samples "
+                    "(slice model.excitation(whole mel))"
+                )
+            return self.upsample.window(
+                mel, mel_offset, start_group * g, num_groups * g, num_frames, excitation
+            )
         first = start_group * g - mel_offset * hop  # window start relative to the slice's first sample
         upsampled = self.upsample.conv(
             mel
@@ -197,22 +257,26 @@ class WaveGlow(nn.Module):
         return squeeze(upsampled[:, :, first : first + num_groups * g], g)  # (B, n_mels * g, W)
 
     # -- directions -------------------------------------------------------------------------
-    def forward(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
-        """Audio ``(B, T)`` -> ``(z (B, n_group, T / n_group), logdet (B,))``."""
+    def forward(self, audio: Tensor, mel: Tensor, excitation: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Audio ``(B, T)`` -> ``(z (B, n_group, T / n_group), logdet (B,))``.
+
+        ``excitation`` (source models only): ``(B, T)``, by default the one the mel's predicted
+        pitch gives (training passes the reference's own, see :mod:`waveflow.nn.source`).
+        """
         self._check_mel(mel)
         self._check_audio(audio, mel)
-        cond = self.condition(mel, audio.shape[1])
+        cond = self.condition(mel, audio.shape[1], excitation)
         x = squeeze(audio, self.n_group)  # (B, g, T/g)
         return self.flow(x, cond)
 
-    def inverse(self, z: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
-        """``z (B, n_group, T / n_group)`` -> ``(audio (B, T), logdet (B,))``."""
+    def inverse(self, z: Tensor, mel: Tensor, excitation: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``z (B, n_group, T / n_group)`` -> ``(audio (B, T), logdet (B,))`` (``excitation``: as :meth:`forward`)."""
         self._check_mel(mel)
         if z.dim() != 3 or z.shape[1] != self.n_group or z.shape[0] != mel.shape[0]:
             raise ValueError(
                 f"z must be (B={mel.shape[0]}, n_group={self.n_group}, T/n_group), got {tuple(z.shape)}"
             )
-        cond = self.condition(mel, z.shape[2] * self.n_group)
+        cond = self.condition(mel, z.shape[2] * self.n_group, excitation)
         x, logdet = self.flow.inverse(z, cond)
         return unsqueeze(x, self.n_group), logdet
 
@@ -288,4 +352,6 @@ class WaveGlow(nn.Module):
             step.coupling.conditioner.remove_weight_norm()
         if isinstance(self.upsample, FrameConditioner):
             fold_weight_norm(self.upsample)
+        if self.f0_predictor is not None:
+            fold_weight_norm(self.f0_predictor)
         return self

@@ -61,6 +61,16 @@ def compact() -> ModelConfig:
     )
 
 
+def compact_source() -> ModelConfig:
+    """The compact flow with a pitch-synchronous source (5.8 M parameters; :mod:`waveflow.nn.source`).
+
+    A sine at the F0 that a pitch predictor reads off the mel, grouped like the audio, joins the
+    frame-rate conditioning and reaches every coupling's shift through a direct linear path, so the
+    flow places pulses at the speaker's pitch instead of once per hop.
+    """
+    return compact().replace(source="sine", source_direct=True)
+
+
 def compact_tiny() -> ModelConfig:
     """A toy compact flow for tests (frame-rate conditioning, separable WaveNets, 16-sample groups)."""
     return ModelConfig(

@@ -109,3 +109,28 @@ def test_mel_aux_loss_alone_also_trains_through_the_inverse(tiny):
     train(tiny.config(*common, "train.aux_mel_weight=5.0"), tiny.run_dir())
     records = [r for r in read_log(tiny.run_dir()) if r["event"] == "train"]
     assert all(r["aux_loss"] is not None and r["aux_loss"] > 0 for r in records)
+
+
+def test_source_model_trains_with_its_pitch_loss_logged(tiny):
+    """``model.source=sine``: the batch's pitch drives the excitation, the predictor's loss is logged
+    and falls, the NLL is the exact one and validation (predicted pitch) improves."""
+    config = tiny.config(
+        *COMPACT,
+        "model.source=sine",
+        "train.max_steps=30",
+        "train.validate_every=15",
+        "train.checkpoint_every=30",
+        "train.aux_mel_weight=1.0",
+    )
+    train(config, tiny.run_dir())
+    records = [r for r in read_log(tiny.run_dir()) if r["event"] == "train"]
+    f0 = [r["f0_loss"] for r in records]
+    assert all(v is not None and math.isfinite(v) for v in f0)
+    assert sum(f0[-5:]) < sum(f0[:5])
+    vals = [r["val_nll"] for r in read_log(tiny.run_dir()) if r["event"] == "val"]
+    assert len(vals) == 2 and vals[1] < vals[0]
+    (start,) = [r for r in read_log(tiny.run_dir()) if r["event"] == "start"]
+    assert start["matmul_gflops"] > 0 and start["threads"] >= 1  # the speed the CPU budget was spent at
+    ckpt = load(tiny.run_dir() / "checkpoints" / "last.pt")
+    assert ckpt.config.model.source == "sine"
+    assert any(name.startswith("f0_predictor.") for name in ckpt.state_dict)

@@ -62,6 +62,7 @@ from torch import Tensor
 
 from waveflow.flows import squeeze, unsqueeze
 from waveflow.model import WaveGlow
+from waveflow.nn.source import last_voiced_pitch, sine_excitation
 
 LATENT_BLOCK_GROUPS = 4096
 
@@ -180,6 +181,7 @@ def decode_window(
     mel_offset: int = 0,
     keep: tuple[int, int] | None = None,
     num_frames: int | None = None,
+    excitation: Tensor | None = None,
 ) -> Tensor:
     """Inverse flow over one window of groups ``[start, start + W)``; returns the audio of ``keep``.
 
@@ -188,7 +190,8 @@ def decode_window(
     the window (see :func:`frames_for_samples`). ``keep``: absolute groups ``[a, b)`` inside the
     window to return (default: all), as audio ``(B, (b - a) * n_group)``. ``num_frames``: frames
     of the whole sequence (default: the slice reaches its end), where frame-rate conditioning
-    repeats the last frame.
+    repeats the last frame. ``excitation``: a source model's excitation of the window's samples,
+    ``(B, W * n_group)`` (a slice of ``model.excitation`` of the whole sequence).
 
     The window shrinks as the steps run: after inverting step ``k`` only the groups within
     ``sum(context of steps < k)`` of ``keep`` can still matter, so the rest is cut off. Groups of
@@ -201,7 +204,7 @@ def decode_window(
     if not 0 <= keep_lo < keep_hi <= width:
         raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
     total_frames = mel_offset + mel.shape[2] if num_frames is None else num_frames
-    cond = model.condition_window(mel, mel_offset, start, width, total_frames)  # (B, cond_size, W)
+    cond = model.condition_window(mel, mel_offset, start, width, total_frames, excitation)  # (B, C, W)
 
     # MultiScaleFlow.inverse, step by step, trimming x (window groups [lo, hi)) as context is used up.
     flow = model.flow
@@ -238,12 +241,21 @@ def synthesize_chunked(model: WaveGlow, mel: Tensor, z: Tensor, chunk_groups: in
             model.cond_frames,
         )
     )
+    # A source model's excitation accumulates its phase from the first sample: made once, sliced.
+    exc = model.excitation(mel, z.shape[2] * g) if model.has_source else None
     if len(windows) == 1:
-        return decode_window(model, mel, z, 0)
+        return decode_window(model, mel, z, 0, excitation=exc)
     audio = torch.empty(mel.shape[0], z.shape[2] * g, device=z.device, dtype=z.dtype)
     for a, b, w0, w1, f0, f1 in windows:
         audio[:, a * g : b * g] = decode_window(
-            model, mel[:, :, f0:f1], z[:, :, w0:w1], w0, f0, keep=(a, b), num_frames=mel.shape[2]
+            model,
+            mel[:, :, f0:f1],
+            z[:, :, w0:w1],
+            w0,
+            f0,
+            keep=(a, b),
+            num_frames=mel.shape[2],
+            excitation=None if exc is None else exc[:, w0 * g : w1 * g],
         )
     return audio
 
@@ -257,11 +269,12 @@ def encode_window(
     mel_offset: int = 0,
     keep: tuple[int, int] | None = None,
     num_frames: int | None = None,
+    excitation: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Forward flow over one window of groups ``[start, start + W)``: the latent and log-det of ``keep``.
 
     ``audio``: ``(B, W * n_group)``, the samples of the window; ``mel`` and ``num_frames`` as in
-    :func:`decode_window`. Returns ``z`` of the absolute groups ``keep = [a, b)``, ``(B, n_group,
+    :func:`decode_window` (``excitation`` too). Returns ``z`` of the absolute groups ``keep = [a, b)``, ``(B, n_group,
     b - a)``, and the log-determinant of those positions, ``(B,)`` (every step's log-det split over
     time by :meth:`~waveflow.flows.Flow.forward_per_position`, summed over ``keep``). With ``H``
     groups of context on each side of ``keep`` (or a sequence edge) both are exact.
@@ -272,7 +285,7 @@ def encode_window(
     if not 0 <= keep_lo < keep_hi <= width:
         raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
     total_frames = mel_offset + mel.shape[2] if num_frames is None else num_frames
-    cond = model.condition_window(mel, mel_offset, start, width, total_frames)
+    cond = model.condition_window(mel, mel_offset, start, width, total_frames, excitation)
     z, logdet = model.flow.forward_per_position(squeeze(audio, g), cond)
     return z[:, :, keep_lo:keep_hi], logdet[:, keep_lo:keep_hi].sum(1)
 
@@ -301,11 +314,19 @@ def encode_chunked(model: WaveGlow, audio: Tensor, mel: Tensor, chunk_groups: in
     )
     if len(windows) == 1:
         return model.forward(audio, mel)
+    exc = model.excitation(mel, audio.shape[1]) if model.has_source else None
     z = audio.new_empty(audio.shape[0], g, num_groups)
     logdet = None
     for a, b, w0, w1, f0, f1 in windows:
         z[:, :, a:b], part = encode_window(
-            model, mel[:, :, f0:f1], audio[:, w0 * g : w1 * g], w0, f0, keep=(a, b), num_frames=mel.shape[2]
+            model,
+            mel[:, :, f0:f1],
+            audio[:, w0 * g : w1 * g],
+            w0,
+            f0,
+            keep=(a, b),
+            num_frames=mel.shape[2],
+            excitation=None if exc is None else exc[:, w0 * g : w1 * g],
         )
         logdet = part if logdet is None else logdet + part
     return z, logdet
@@ -322,6 +343,10 @@ class StreamState:
     ``emitted``: groups of final audio handed out. ``tail``: ``(O * n_group,)`` provisional audio
     just after ``emitted``, to be cross-faded with the next step's estimate (``None`` before the
     first step or without overlap). ``finished``: :meth:`StreamingSynthesizer.flush` was called.
+    A source model's excitation (:mod:`waveflow.nn.source`): ``exc`` ``(1, m)`` holds the final
+    samples ``[exc_start, pitch_frames * hop)``; ``exc_cycles`` (float64 ``(1,)``) is the phase in
+    cycles at sample ``pitch_frames * hop - 1`` and ``exc_fill`` the last voiced pitch before frame
+    ``pitch_frames``, so the next span continues the whole sequence's excitation exactly.
     """
 
     latent: LatentStream
@@ -333,6 +358,11 @@ class StreamState:
     emitted: int = 0
     tail: Tensor | None = None
     finished: bool = False
+    exc: Tensor | None = None
+    exc_start: int = 0
+    pitch_frames: int = 0
+    exc_cycles: Tensor | None = None
+    exc_fill: Tensor | None = None
 
 
 class StreamingSynthesizer:
@@ -360,8 +390,14 @@ class StreamingSynthesizer:
     ):
         self.model = model
         g = model.n_group
-        # Exact right context: the flow's, plus the frames the conditioning reads ahead.
-        exact = context_groups(model) + -(-model.cond_lookahead // g)
+        # Exact right context: the flow's, plus the frames the conditioning reads ahead -- for a
+        # source model, at least the frames its pitch predictor reads ahead (plus the one that the
+        # excitation interpolates towards), since the excitation there is still provisional.
+        lookahead = -(-model.cond_lookahead // g)
+        self.pitch_context = model.f0_predictor.context if model.has_source else 0
+        if model.has_source:
+            lookahead = max(lookahead, -(-(self.pitch_context + 1) * model.hop_length // g))
+        exact = context_groups(model) + lookahead
         for name, value in (
             ("left_context", left_context),
             ("right_context", right_context),
@@ -430,9 +466,17 @@ class StreamingSynthesizer:
         mel = st.mel[:, :, f0 - st.mel_start : f1 - st.mel_start]
         z = st.z[:, :, w0 - st.z_start : available - st.z_start].to(mel.device, mel.dtype)
         end_of_tail = boundary + self.overlap if not st.finished else boundary
+        exc = self._excitation(w0 * g, available * g) if model.has_source else None
         # Audio of [emitted, end_of_tail): the final part, then the provisional tail.
         window = decode_window(
-            model, mel, z, w0, f0, keep=(st.emitted, end_of_tail), num_frames=st.frames_received
+            model,
+            mel,
+            z,
+            w0,
+            f0,
+            keep=(st.emitted, end_of_tail),
+            num_frames=st.frames_received,
+            excitation=exc,
         )[0]
         new = window[: (boundary - st.emitted) * g]
         if st.tail is not None:
@@ -445,6 +489,41 @@ class StreamingSynthesizer:
         # Drop history no later window can reach (windows only move forward).
         next_w0 = max(0, st.emitted - self.left)
         keep_from = frames_for_samples(model, next_w0 * g, next_w0 * g + 1, st.frames_received)[0]
+        if model.has_source:  # the pitch predictor re-reads frames from pitch_frames - its context
+            keep_from = min(keep_from, max(0, st.pitch_frames - self.pitch_context))
+            if st.exc is not None:  # never past the final samples, which the next span continues
+                cut = min(next_w0 * g, st.pitch_frames * model.hop_length)
+                st.exc, st.exc_start = st.exc[:, cut - st.exc_start :], cut
         st.mel, st.mel_start = st.mel[:, :, keep_from - st.mel_start :], keep_from
         st.z, st.z_start = st.z[:, :, next_w0 - st.z_start :], next_w0
         return new
+
+    def _excitation(self, start: int, stop: int) -> Tensor:
+        """A source model's excitation of samples ``[start, stop)`` (``stop`` = every received frame's hop).
+
+        Samples before ``pitch_frames * hop`` are final (kept in the state); the rest is computed
+        from the pitch predicted on the frames received so far, and what became final -- up to the
+        frame before the last one whose prediction no future frame can change (every frame after
+        :meth:`flush`) -- is kept, with the phase and pitch it ends on.
+        """
+        st, model = self.state, self.model
+        hop = model.hop_length
+        k, received = st.pitch_frames, st.frames_received
+        lo = max(0, k - self.pitch_context)
+        mel = st.mel[:, :, lo - st.mel_start :]  # frames [lo, received)
+        freq, voiced = model.f0_predictor.predict(mel)
+        freq, voiced = freq[:, k - lo :], voiced[:, k - lo :]  # frames [k, received)
+        span, cycles = sine_excitation(
+            freq, voiced, hop, (received - k) * hop, st.exc_cycles, fill=st.exc_fill, return_cycles=True
+        )
+        span = span.to(mel.dtype)
+        final = received if st.finished else max(k, received - self.pitch_context - 1)
+        if final > k:
+            kept = (final - k) * hop
+            st.exc_cycles = cycles[:, kept - 1]
+            st.exc_fill = last_voiced_pitch(freq[:, : final - k], voiced[:, : final - k], st.exc_fill)
+            st.exc = span[:, :kept] if st.exc is None else torch.cat([st.exc, span[:, :kept]], dim=1)
+            st.pitch_frames = final
+        done = st.exc if st.exc is not None else span[:, :0]
+        whole = torch.cat([done, span[:, (st.pitch_frames - k) * hop :]], dim=1)  # [exc_start, stop)
+        return whole[:, start - st.exc_start : stop - st.exc_start]

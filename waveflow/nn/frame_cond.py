@@ -36,6 +36,8 @@ class FrameConditioner(nn.Module):
         channels: int,
         kernel_size: int = 4,
         weight_norm: bool = True,
+        source: bool = False,
+        direct: bool = False,
     ):
         super().__init__()
         if kernel_size < 2 or kernel_size % 2:
@@ -52,19 +54,41 @@ class FrameConditioner(nn.Module):
         self.repeat = hop_length // n_group  # groups per hop
         self.encode = wn(nn.Conv1d(n_mels, channels, kernel_size))
         self.project = wn(nn.Conv1d(channels, channels, 1))
+        # With a source, the excitation of each group (n_group samples) joins the mel encoding
+        # before the non-linearity (see waveflow.nn.source).
+        self.source = wn(nn.Conv1d(n_group, channels, 1)) if source else None
+        # direct: the grouped excitation is also appended to the output (channels + n_group).
+        if direct and not source:
+            raise ValueError("direct needs a source")
+        self.direct = direct
 
     def frame_range(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
         """Frames ``[f0, f1)`` that samples ``[start, stop)`` are conditioned on."""
         j0, j1 = start // self.hop_length, -(-stop // self.hop_length)
         return max(0, j0 - self.pad), min(num_frames, j1 + 1 + self.pad)
 
-    def window(self, mel: Tensor, mel_offset: int, start: int, num_samples: int, num_frames: int) -> Tensor:
+    def window(
+        self,
+        mel: Tensor,
+        mel_offset: int,
+        start: int,
+        num_samples: int,
+        num_frames: int,
+        excitation: Tensor | None = None,
+    ) -> Tensor:
         """Conditioning of samples ``[start, start + num_samples)``: ``(B, channels, num_samples / n_group)``.
 
         ``mel`` holds the absolute frames ``[mel_offset, mel_offset + mel.shape[2])`` of a sequence
         of ``num_frames`` frames; it must include :meth:`frame_range` of the window. ``start`` and
-        ``num_samples`` are multiples of ``n_group``.
+        ``num_samples`` are multiples of ``n_group``. A conditioner with a source also takes the
+        ``excitation`` of the window's samples, ``(B, num_samples)``.
         """
+        if (excitation is None) != (self.source is None):
+            raise ValueError(
+                "this conditioner needs the excitation of the window"
+                if excitation is None
+                else "this conditioner has no source; it takes no excitation"
+            )
         hop, g = self.hop_length, self.n_group
         if start % g or num_samples % g or num_samples <= 0:
             raise ValueError(f"window [{start}, {start + num_samples}) is not made of whole groups of {g}")
@@ -82,13 +106,24 @@ class FrameConditioner(nn.Module):
                 f"mel frames [{mel_offset}, {mel_offset + mel.shape[2]}) do not include frames [{f0}, {f1}) "
                 f"needed for samples [{start}, {start + num_samples})"
             )
+        first = (start - j0 * hop) // g
+        if self.source is not None:
+            if excitation.shape[-1] != num_samples:
+                raise ValueError(f"excitation has {excitation.shape[-1]} samples, the window {num_samples}")
+            h = self.encode(mel.index_select(2, index))  # (B, C, j1 - j0)
+            if self.repeat > 1:
+                h = h.repeat_interleave(self.repeat, dim=2)
+            h = h[:, :, first : first + num_samples // g]
+            exc = excitation.reshape(excitation.shape[0], -1, g).transpose(1, 2)  # (B, g, W)
+            exc = exc.to(h.dtype)
+            h = pointwise(self.project, F.leaky_relu(h + pointwise(self.source, exc), 0.2))
+            return torch.cat([h, exc], dim=1) if self.direct else h
         h = F.leaky_relu(self.encode(mel.index_select(2, index)), 0.2)  # (B, C, j1 - j0)
         h = pointwise(self.project, h)
         if self.repeat > 1:
             h = h.repeat_interleave(self.repeat, dim=2)  # (B, C, (j1 - j0) * hop / g)
-        first = (start - j0 * hop) // g
         return h[:, :, first : first + num_samples // g]
 
-    def forward(self, mel: Tensor, num_samples: int) -> Tensor:
+    def forward(self, mel: Tensor, num_samples: int, excitation: Tensor | None = None) -> Tensor:
         """Conditioning of the first ``num_samples`` samples of the sequence ``mel`` describes."""
-        return self.window(mel, 0, 0, num_samples, mel.shape[2])
+        return self.window(mel, 0, 0, num_samples, mel.shape[2], excitation)

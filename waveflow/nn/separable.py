@@ -50,6 +50,8 @@ class SeparableWaveNet(nn.Module):
         kernel_size: int = 3,
         dilation_cycle: int | None = None,
         weight_norm: bool = True,
+        direct_channels: int = 0,
+        direct_out: int | None = None,
     ):
         super().__init__()
         if kernel_size % 2 != 1:
@@ -67,7 +69,13 @@ class SeparableWaveNet(nn.Module):
         wn = _weight_norm if weight_norm else (lambda m: m)
         c = n_channels
         self.start = wn(nn.Conv1d(in_channels, c, 1))
-        self.cond_layer = wn(nn.Conv1d(cond_channels, 2 * c * n_layers, 1))
+        # direct_channels: the last channels of ``cond`` skip the layers and reach the first
+        # ``direct_out`` output channels through a linear map (zero at init) -- the path by which a
+        # source model's excitation samples reach each coupling's shift (waveflow.nn.source).
+        if not 0 <= direct_channels < cond_channels:
+            raise ValueError(f"direct_channels must be in [0, {cond_channels}), got {direct_channels}")
+        self.direct_channels = direct_channels
+        self.cond_layer = wn(nn.Conv1d(cond_channels - direct_channels, 2 * c * n_layers, 1))
         self.depthwise = nn.ModuleList()
         self.pointwise = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
@@ -79,6 +87,11 @@ class SeparableWaveNet(nn.Module):
         self.end = nn.Conv1d(c, out_channels, 1)
         nn.init.zeros_(self.end.weight)  # the coupling starts as the identity
         nn.init.zeros_(self.end.bias)
+        self.direct = None
+        if direct_channels:
+            self.direct_out = out_channels if direct_out is None else direct_out
+            self.direct = nn.Conv1d(direct_channels, self.direct_out, 1, bias=False)
+            nn.init.zeros_(self.direct.weight)
 
     @property
     def context(self) -> int:
@@ -92,6 +105,10 @@ class SeparableWaveNet(nn.Module):
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         check_inputs("SeparableWaveNet", x, cond, self.in_channels, self.cond_channels)
         c = self.n_channels
+        direct_in = None
+        if self.direct_channels:
+            split = cond.shape[1] - self.direct_channels
+            cond, direct_in = cond[:, :split], cond[:, split:]
         conds = pointwise(self.cond_layer, cond).split(2 * c, dim=1)  # L x (B, 2C, T)
         h = pointwise(self.start, x)
         skip = None
@@ -105,7 +122,13 @@ class SeparableWaveNet(nn.Module):
             else:
                 s = r
             skip = s if skip is None else skip + s
-        return pointwise(self.end, skip)
+        out = pointwise(self.end, skip)
+        if self.direct is not None:
+            direct = pointwise(self.direct, direct_in)
+            if self.direct_out == out.shape[1]:
+                return out + direct
+            return torch.cat([out[:, : self.direct_out] + direct, out[:, self.direct_out :]], dim=1)
+        return out
 
     def remove_weight_norm(self) -> None:
         """Fold ``g * v / ||v||`` into plain weights (idempotent)."""

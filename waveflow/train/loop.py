@@ -32,11 +32,17 @@ refused with :class:`~waveflow.errors.CheckpointError` before anything is writte
 
 The learning rate is a pure function of the step (:func:`learning_rate_at`), so restoring the
 step restores the schedule, and a resumed run follows the schedule of its current config.
+
+Fine-tuning: ``train.init_from`` starts a new run from another model's weights with a fresh
+optimizer at step 0, checked against the config before anything is written, and validates those
+weights at step 0 (:mod:`waveflow.train.init_from`); ``data.mel_dir`` conditions the flow on given
+(teacher-forced) mels instead of the audio's own (:mod:`waveflow.data.mel_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -59,12 +65,15 @@ from waveflow.audio.features import MelSpectrogram
 from waveflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from waveflow.config import ExperimentConfig, TrainConfig
 from waveflow.data import SegmentDataset, UtteranceDataset, read_filelist
+from waveflow.data.mel_dir import MelDir, MelSegmentDataset, MelUtteranceDataset
 from waveflow.errors import CheckpointError, OutputError
 from waveflow.model import WaveGlow
+from waveflow.nn.source import sine_excitation, track_f0
 from waveflow.train import distributed
 from waveflow.train.batches import batches_per_epoch, epoch_loader
 from waveflow.train.distributed import DistributedEnv
 from waveflow.train.ema import ExponentialMovingAverage
+from waveflow.train.init_from import InitWeights, read_init_weights
 from waveflow.train.logging import RunLogger
 from waveflow.train.run_dir import RunDir, writing
 from waveflow.train.state import TrainerState, capture_rng_state, parameter_sha256, restore_rng_state
@@ -103,6 +112,20 @@ def learning_rate_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_learning_rate + 0.5 * (cfg.learning_rate - cfg.min_learning_rate) * (
         1 + math.cos(math.pi * progress)
     )
+
+
+def matmul_gflops(sizes: tuple[int, ...] = (512, 1024), repeats: int = 3) -> float:
+    """The best fp32 ``torch.mm`` rate over square ``sizes``, GFLOP/s, with the current threads (~0.1 s)."""
+    best = 0.0
+    for n in sizes:
+        gen = torch.Generator().manual_seed(n)  # its own generator: the run's random streams stay untouched
+        a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+        torch.mm(a, b)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n**3 / max(time.perf_counter() - start, 1e-9) / 1e9)
+    return round(best, 1)
 
 
 def resolve_device(name: str, env: DistributedEnv) -> torch.device:
@@ -199,7 +222,11 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
     # Inputs first: a bad file list or audio file fails here, before any run file exists.
     if not dcfg.training_files:
         raise ValueError("data.training_files is not set (a file list of training audio)")
-    train_set = SegmentDataset(
+    # data.mel_dir: given (teacher-forced) mels, every one checked here with its audio
+    mels = MelDir.from_config(config.mel, dcfg) if dcfg.mel_dir else None
+    segments = SegmentDataset if mels is None else functools.partial(MelSegmentDataset, mels=mels)
+    utterances = UtteranceDataset if mels is None else functools.partial(MelUtteranceDataset, mels=mels)
+    train_set = segments(
         read_filelist(dcfg.training_files),
         config.mel.sample_rate,
         dcfg.segment_length,
@@ -215,7 +242,7 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
         )
     val_set = None
     if dcfg.validation_files:
-        val_set = UtteranceDataset(
+        val_set = utterances(
             read_filelist(dcfg.validation_files),
             config.mel.sample_rate,
             max_seconds=dcfg.validation_max_seconds,
@@ -232,6 +259,9 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
     distributed.init_process_group(env, device)
     try:
         checkpoint, skipped = _checkpoint_to_resume(run, config, resume)
+        # train.init_from, checked against the config before anything is written; a run resumed
+        # from its own checkpoint does not read it again.
+        init = read_init_weights(tcfg.init_from, config) if tcfg.init_from and checkpoint is None else None
         distributed.barrier()  # every rank has looked at the directory before rank 0 writes to it
         removed: list[Path] = []
         if env.is_main:
@@ -246,7 +276,18 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
             if removed:
                 logger.message(f"removed {len(removed)} partial file(s) left by an interrupted write")
             return _run(
-                config, run, env, device, amp_dtype, train_set, val_set, checkpoint, stop, logger, skipped
+                config,
+                run,
+                env,
+                device,
+                amp_dtype,
+                train_set,
+                val_set,
+                checkpoint,
+                stop,
+                logger,
+                skipped,
+                init,
             )
     finally:
         distributed.destroy_process_group()
@@ -383,6 +424,7 @@ def _run(
     stop: _GracefulStop,
     logger: RunLogger,
     skipped: list[Path] | None = None,
+    init: InitWeights | None = None,
 ) -> TrainResult:
     tcfg, dcfg = config.train, config.data
 
@@ -391,6 +433,8 @@ def _run(
     random.seed(tcfg.seed)
     np.random.seed(tcfg.seed)  # noqa: NPY002
     model = WaveGlow.from_config(config.model).to(device)
+    if init is not None:  # train.init_from: the source's weights (before the average copies them)
+        init.load_into(model)
     mel_fn = MelSpectrogram.from_config(config.mel).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=tcfg.learning_rate, betas=tcfg.adam_betas, weight_decay=tcfg.weight_decay
@@ -400,6 +444,12 @@ def _run(
     state = TrainerState()
     if checkpoint is not None:
         state = _restore(checkpoint, model, optimizer, scaler, ema, config, env, logger)
+        if tcfg.init_from:
+            logger.message(f"train.init_from={tcfg.init_from} is not applied again: the run continues")
+    # What the run started from (kept in every checkpoint's metadata); None for a random start.
+    init_from = (
+        init.record() if init is not None else (checkpoint.metadata.get("init_from") if checkpoint else None)
+    )
     ddp_model = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if env.is_distributed
@@ -411,10 +461,15 @@ def _run(
         "start",
         step=state.step,
         resumed_from=str(checkpoint.path) if checkpoint is not None else None,
+        init_from=init_from,
         world_size=env.world_size,
         device=str(device),
         precision=precision,
         num_parameters=num_params,
+        # Machines of one kind differ by up to 2.5x: the CPU's fp32 matmul rate at the run's thread
+        # count, measured now, goes beside every CPU-time budget and curve of the run.
+        matmul_gflops=matmul_gflops() if device.type == "cpu" else None,
+        threads=torch.get_num_threads(),
     )
     logger.message(
         f"training {num_params:,} parameters on {device} ({precision}, {env.world_size} process(es)); "
@@ -427,9 +482,17 @@ def _run(
     )
     if val_set is None:
         logger.message("no data.validation_files: validation NLL and best.pt are off")
+    if init is not None:
+        logger.message(init.describe())
+        for note in init.notes:
+            logger.message(f"note: {note}")
+        if val_set is not None:  # the starting point of the fine-tuning, as the best so far
+            _validate(model, mel_fn, val_set, config, env, device, amp_dtype, state, logger)
 
     # -- the loop ------------------------------------------------------------------------------------
-    saver = _Checkpointer(run, model, config, optimizer, scaler, env, logger, ema, keep=set(skipped or ()))
+    saver = _Checkpointer(
+        run, model, config, optimizer, scaler, env, logger, ema, keep=set(skipped or ()), init_from=init_from
+    )
     last_saved, last_checkpoint = (state.step, checkpoint.path) if checkpoint is not None else (-1, None)
     window = _Window()
     stopping = False  # set on every rank at once (see the flags below)
@@ -438,8 +501,8 @@ def _run(
     batches = _batches(train_set, env, state, config, pin_memory=device.type == "cuda")
     cpu_clock = time.process_time()
     try:
-        for audio in itertools.islice(batches, max(0, tcfg.max_steps - state.step)):
-            audio = audio.to(device, non_blocking=True)  # (B / world_size, segment_length)
+        for batch in itertools.islice(batches, max(0, tcfg.max_steps - state.step)):
+            audio, given_mel = _on_device(batch, device)  # (B / world_size, segment_length), mels or None
             # One collective answers "has any rank been signalled to stop / drawn NaN audio?", so that
             # every rank takes the same branch (a rank skipping a step alone would deadlock DDP).
             flags = torch.stack(
@@ -460,8 +523,18 @@ def _run(
                 state.nonfinite_batches += 1
                 why = "NaN/Inf audio in the batch"
             else:
-                loss, nvidia_loss, grad_norm, aux = _optimize(
-                    ddp_model, model, mel_fn, optimizer, scaler, audio, tcfg, device, amp_dtype, state.step
+                loss, nvidia_loss, grad_norm, aux, f0_loss = _optimize(
+                    ddp_model,
+                    model,
+                    mel_fn,
+                    optimizer,
+                    scaler,
+                    audio,
+                    tcfg,
+                    device,
+                    amp_dtype,
+                    state.step,
+                    given_mel,
                 )
                 good = math.isfinite(loss) and math.isfinite(grad_norm)
                 if good:
@@ -484,7 +557,7 @@ def _run(
             cpu_clock = now
             if good:
                 state.consecutive_nonfinite = 0
-                window.add(loss, nvidia_loss, grad_norm, aux)
+                window.add(loss, nvidia_loss, grad_norm, aux, f0_loss)
             else:
                 state.consecutive_nonfinite += 1
                 window.skipped += 1
@@ -667,13 +740,19 @@ def _optimize(
     device: torch.device,
     amp_dtype: torch.dtype,
     step: int,
-) -> tuple[float, float, float, float | None]:
-    """One training step on ``audio`` ``(B, T)``: returns ``(nll, nvidia_loss, grad_norm, aux)``.
+    given_mel: torch.Tensor | None = None,
+) -> tuple[float, float, float, float | None, float | None]:
+    """One training step on ``audio`` ``(B, T)``: returns ``(nll, nvidia_loss, grad_norm, aux, f0)``.
 
     With ``train.aux_stft_weight`` or ``aux_mel_weight`` above 0 (on every ``aux_every``-th step)
     the flow is also run backwards from ``z ~ N(0, aux_sigma^2)`` on the same mels, and the
     weighted multi-resolution STFT loss and log-mel L1 of that audio against the batch are added
-    to the NLL; ``aux`` is their weighted sum (else None).
+    to the NLL; ``aux`` is their weighted sum (else None). A source model (``model.source``) is
+    driven by the batch's own pitch (YIN) and its pitch predictor's loss ``f0`` (unweighted; else
+    None) is added with ``train.f0_loss_weight``.
+
+    ``given_mel`` ``(B, n_mels, frames)`` (``data.mel_dir``) conditions the flow instead of the mel
+    computed from ``audio``, which stays the target of the log-mel loss.
 
     The losses are averaged over ranks and the gradient norm (before clipping) is the same on
     every rank (DDP averages the gradients), so all ranks agree on whether the step is finite.
@@ -681,21 +760,35 @@ def _optimize(
     """
     with torch.no_grad():
         mel = mel_fn(audio)  # (B, n_mels, frames), float32: the STFT runs outside autocast
+    target_mel = mel  # the audio's own mel, which the log-mel auxiliary loss compares against
+    if given_mel is not None:  # data.mel_dir: the flow is conditioned on the given mels instead
+        mel = given_mel
+    excitation, pitch = None, None
+    if model.has_source:  # the reference's own pitch drives the excitation (a random start phase)
+        f0_hz, voiced = track_f0(audio, mel_fn.config.sample_rate, model.hop_length)
+        pitch = (f0_hz / mel_fn.config.sample_rate, voiced)
+        phase0 = torch.rand(audio.shape[0], device=audio.device)
+        excitation = sine_excitation(pitch[0], voiced, model.hop_length, audio.shape[1], phase0)
     with _autocast(device, amp_dtype):
-        z, logdet = ddp_model(audio, mel)  # z (B, n_group, T / n_group), logdet (B,) float32
+        z, logdet = ddp_model(audio, mel, excitation)  # z (B, n_group, T / n_group), logdet (B,) float32
     # The loss in float32, outside autocast: a sum over ~1e5 samples per item.
     loss = losses.nll(z.float(), logdet.float(), tcfg.sigma).mean()
     total, aux = loss, None
+    f0_loss = None
+    if pitch is not None:
+        f0_loss = model.f0_predictor.loss(mel, *pitch)
+        if tcfg.f0_loss_weight > 0:
+            total = total + tcfg.f0_loss_weight * f0_loss
     if (tcfg.aux_stft_weight > 0 or tcfg.aux_mel_weight > 0) and step % tcfg.aux_every == 0:
         with _autocast(device, amp_dtype):
-            generated, _ = model.inverse(torch.randn_like(z) * tcfg.aux_sigma, mel)  # (B, T)
+            generated, _ = model.inverse(torch.randn_like(z) * tcfg.aux_sigma, mel, excitation)  # (B, T)
         generated = generated.float()
         aux = audio.new_zeros(())
         if tcfg.aux_stft_weight > 0:
             aux = aux + tcfg.aux_stft_weight * losses.multi_resolution_stft_loss(generated, audio)
         if tcfg.aux_mel_weight > 0:
-            aux = aux + tcfg.aux_mel_weight * (mel_fn(generated) - mel).abs().mean()
-        total = loss + aux
+            aux = aux + tcfg.aux_mel_weight * (mel_fn(generated) - target_mel).abs().mean()
+        total = total + aux
     scaler.scale(total).backward()
     scaler.unscale_(optimizer)  # clip and measure the true gradient (no-op unless fp16)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm or math.inf).item()
@@ -706,7 +799,8 @@ def _optimize(
     scaler.update()  # with fp16, an overflow lowers the loss scale
     optimizer.zero_grad(set_to_none=True)
     aux_value = None if aux is None else float(aux.detach())
-    return loss_value, nvidia_value, grad_norm, aux_value
+    f0_value = None if f0_loss is None else float(f0_loss.detach())
+    return loss_value, nvidia_value, grad_norm, aux_value, f0_value
 
 
 def _nonfinite_parameters(model: torch.nn.Module) -> list[str]:
@@ -759,13 +853,24 @@ class _Window:
         self.skipped = 0
         self.sums = [0.0, 0.0, 0.0]  # loss, nvidia_loss, grad_norm
         self.aux_sum, self.aux_steps = 0.0, 0
+        self.f0_sum, self.f0_steps = 0.0, 0
 
-    def add(self, loss: float, nvidia_loss: float, grad_norm: float, aux: float | None = None) -> None:
+    def add(
+        self,
+        loss: float,
+        nvidia_loss: float,
+        grad_norm: float,
+        aux: float | None = None,
+        f0: float | None = None,
+    ) -> None:
         self.steps += 1
         self.sums = [s + v for s, v in zip(self.sums, (loss, nvidia_loss, grad_norm))]
         if aux is not None:
             self.aux_sum += aux
             self.aux_steps += 1
+        if f0 is not None:
+            self.f0_sum += f0
+            self.f0_steps += 1
 
     def summary(self, samples_per_step: int) -> dict[str, float | int | None]:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
@@ -778,10 +883,29 @@ class _Window:
             "samples_per_s": (self.steps + self.skipped) * samples_per_step / elapsed,
             "skipped": self.skipped,
             "aux_loss": self.aux_sum / self.aux_steps if self.aux_steps else None,
+            "f0_loss": self.f0_sum / self.f0_steps if self.f0_steps else None,
         }
 
 
+def _on_device(
+    batch: torch.Tensor | list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A training batch on ``device``: audio ``(B, L)`` and, with ``data.mel_dir``, its mels ``(B, n_mels, F)``."""
+    audio, mel = (batch, None) if isinstance(batch, torch.Tensor) else batch
+    audio = audio.to(device, non_blocking=True)
+    return audio, None if mel is None else mel.to(device, non_blocking=True)
+
+
 # -- validation ------------------------------------------------------------------------------------
+def _mel_of(
+    val_set: UtteranceDataset, index: int, audio: torch.Tensor, mel_fn: MelSpectrogram
+) -> torch.Tensor:
+    """The mel of validation utterance ``index`` (``audio`` ``(1, T)``): the given one with ``data.mel_dir``."""
+    if isinstance(val_set, MelUtteranceDataset):
+        return val_set.mel(index, audio.shape[1]).to(audio.device).unsqueeze(0)  # (1, n_mels, frames)
+    return mel_fn(audio)
+
+
 @torch.no_grad()
 def _validate(
     model: WaveGlow,
@@ -804,7 +928,7 @@ def _validate(
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # sum of nll * T, nvidia_loss * T, T
     for index in range(env.rank, len(val_set), env.world_size):  # rank r takes utterances r, r + W, ...
         audio = val_set[index][0].to(device).unsqueeze(0)  # (T,) -> (1, T)
-        mel = mel_fn(audio)
+        mel = _mel_of(val_set, index, audio, mel_fn)  # (1, n_mels, frames)
         with _autocast(device, amp_dtype):
             z, logdet = model(audio, mel)
         num_samples = audio.shape[1]
@@ -850,13 +974,12 @@ def _log_audio_samples(
     for index in range(min(config.train.num_audio_samples, len(val_set))):
         audio, name = val_set[index]
         audio = audio.to(device).unsqueeze(0)  # (T,) -> (1, T)
-        mel = mel_fn(audio)
+        mel = _mel_of(val_set, index, audio, mel_fn)  # (1, n_mels, frames)
         generated = model.infer(mel, sigma=SAMPLE_SIGMA, generator=generator)[:, : audio.shape[1]]
         generated = torch.nan_to_num(generated).clamp(-1.0, 1.0)  # a diverging model must not break logging
         logger.audio(f"generated/{name}", generated[0], sample_rate, step)
-        logger.mel_image(f"generated_mel/{name}", mel_fn(generated)[0], step)
         logger.audio(f"target/{name}", audio[0], sample_rate, step)
-        logger.mel_image(f"target_mel/{name}", mel[0], step)
+        logger.mel_images({f"generated_mel/{name}": mel_fn(generated)[0], f"target_mel/{name}": mel[0]}, step)
 
 
 # -- checkpoints -------------------------------------------------------------------------------------
@@ -873,6 +996,7 @@ class _Checkpointer:
     logger: RunLogger
     ema: ExponentialMovingAverage | None = None
     keep: set[Path] = field(default_factory=set)  # never pruned: unreadable files a resume skipped
+    init_from: dict[str, Any] | None = None  # train.init_from's source (InitWeights.record)
 
     def save(self, state: TrainerState, *, reason: str, step_file: bool, best: bool) -> Path | None:
         """Collective: every rank contributes its RNG state and waits at the barrier until rank 0
@@ -895,6 +1019,8 @@ class _Checkpointer:
                 "reason": reason,
                 "cpu_seconds": state.cpu_seconds,
             }
+            if self.init_from is not None:
+                metadata["init_from"] = self.init_from
             path = self.run.checkpoint_path(state.step) if step_file else self.run.best
             if self.ema is not None:  # the saved model is the average; the training weights ride along
                 training_state["raw_state_dict"] = {
