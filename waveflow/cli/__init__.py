@@ -28,6 +28,7 @@ from waveflow.errors import EXIT_INPUT, EXIT_SIGTERM, InputError, WaveflowError,
 SUBCOMMANDS: tuple[str, ...] = (
     "waveflow.cli.train",
     "waveflow.cli.convert",
+    "waveflow.cli.export_cmd",
     "waveflow.cli.synthesize",
     "waveflow.cli.resynthesize",
     "waveflow.cli.extract_mels",
@@ -35,10 +36,12 @@ SUBCOMMANDS: tuple[str, ...] = (
     "waveflow.cli.score",
     "waveflow.cli.latent",
     "waveflow.cli.evaluate",
+    "waveflow.cli.plot_log",
     "waveflow.cli.prepare",
     "waveflow.cli.prepare_corpus",
     "waveflow.cli.demo",
     "waveflow.cli.pretrained_cmd",
+    "waveflow.cli.download_cmd",
 )
 
 

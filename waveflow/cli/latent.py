@@ -160,6 +160,7 @@ def run_decode(args: argparse.Namespace) -> int:
         check_output_file,
         load_vocoder,
         make_output_file,
+        note_clipped,
         notice,
         resolve_device,
         writing,
@@ -190,7 +191,7 @@ def run_decode(args: argparse.Namespace) -> int:
     audio = vocoder.decode(torch.from_numpy(z)[None], torch.from_numpy(mel)[None])  # (1, T)
     audio = np.asarray(_numpy(audio), dtype=np.float32).reshape(-1)[:num_samples]
     with writing(make_output_file(args.output)):
-        write_wav(args.output, audio, vocoder.sample_rate)
+        note_clipped(args.output, write_wav(args.output, audio, vocoder.sample_rate), audio.shape[0])
     if args.raw is not None:
         with writing(make_output_file(args.raw)):
             atomic_write(args.raw, lambda handle: np.save(handle, audio, allow_pickle=False))

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         load_vocoder,
         make_output_file,
         mel_of,
+        note_clipped,
         resolve_device,
         writing,
     )
@@ -70,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
     # The vocoder returns frames * hop_length samples, a little more than the recording.
     out = out[0, : audio.shape[0]].detach().to("cpu", torch.float32).numpy()
     with writing(make_output_file(args.output)):
-        write_wav(args.output, out, vocoder.sample_rate)
+        note_clipped(args.output, write_wav(args.output, out, vocoder.sample_rate), out.shape[0])
     print(f"wrote {args.output} ({out.shape[0] / vocoder.sample_rate:.2f} s at {vocoder.sample_rate} Hz)")
     return 0

@@ -11,6 +11,17 @@ each file comes from its own generator, seeded from ``--seed`` and the file's na
 (``Vocoder.latent_stream``), so a seeded run reproduces the same files whatever the batch size and
 whichever other files are in the run.
 
+``--mel-from NAME`` takes the mels of a TTS front end (nvidia, hifigan, espnet, coqui, coqui-ln,
+speechbrain, torchaudio; see waveflow.infer.frontends) and converts each into the checkpoint's
+convention first (log base, floor, dB scaling); ``--stats FILE`` undoes a mean/variance
+normalisation (ESPnet's feats_stats.npz, a Kaldi cmvn.ark, ParallelWaveGAN's stats.npy/.h5). A
+front end whose sample rate, hop, band or STFT differs from the checkpoint's is reported with a
+``warning:`` line: no conversion repairs those.
+
+``--onnx FILE.onnx`` runs a graph written by ``waveflow export`` on onnxruntime instead of a
+checkpoint (every positional is then an input): the same seed gives the same audio as the
+checkpoint's within the export's float tolerance (1e-4).
+
 A file that cannot be used (unreadable, wrong layout or n_mels, NaN) does not stop the others: it
 is listed at the end with the reason, no WAV is written for it, and the exit code is 1. Values that
 look like another mel convention (log base, floor, normalisation) are reported once per file. An
@@ -30,19 +41,28 @@ if TYPE_CHECKING:
     import numpy as np
 
     from waveflow.cli._inputs import Failures
+    from waveflow.infer.export import OnnxVocoder
     from waveflow.infer.vocoder import Vocoder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from waveflow.cli._inputs import add_device_arguments
+    from waveflow.infer.frontends import FRONTEND_NAMES
 
     parser = subparsers.add_parser(
         "synthesize",
         help="turn mel spectrogram files into WAV files",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s (CKPT | --onnx FILE.onnx) INPUT... -o OUTDIR [options]",
     )
-    parser.add_argument("checkpoint", type=Path, help="waveflow or NVIDIA WaveGlow checkpoint")
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        nargs="?",
+        metavar="CKPT",
+        help="waveflow or NVIDIA WaveGlow checkpoint (none with --onnx)",
+    )
     parser.add_argument(
         "inputs", nargs="*", metavar="INPUT", help="mel files (.npy/.pt/.npz), folders or globs"
     )
@@ -53,9 +73,74 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--time-first", action="store_true", help="mel files are (frames, n_mels) instead of (n_mels, frames)"
     )
+    parser.add_argument(
+        "--mel-from",
+        choices=FRONTEND_NAMES,
+        help="the TTS front end that made the mels: convert them into the checkpoint's convention",
+    )
+    parser.add_argument(
+        "--stats",
+        type=Path,
+        metavar="FILE",
+        help="mean/variance statistics the mels were normalised with (feats_stats.npz, cmvn.ark, stats.npy/.h5)",
+    )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="FILE.onnx",
+        help="run this exported graph (waveflow export) on onnxruntime instead of a checkpoint",
+    )
     add_device_arguments(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def set_frontend(vocoder: Vocoder | OnnxVocoder, mel_from: str | None, stats: Path | None) -> None:
+    """``--mel-from``/``--stats``: convert every mel from a TTS front end.
+
+    What no conversion repairs (rate, hop, band, STFT) is printed as ``warning:`` lines, also under
+    ``-q``; the conversion itself and its bounded losses as notes.
+    """
+    import warnings
+
+    from waveflow.cli import CLIError
+    from waveflow.cli._inputs import notice
+    from waveflow.infer.frontends import FrontendMismatchWarning
+
+    if mel_from is None:
+        if stats is not None:
+            raise CLIError("--stats needs --mel-from (the TTS front end whose mels were normalised)")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FrontendMismatchWarning)  # printed below, one line each
+        vocoder.set_frontend(mel_from, stats=stats)
+    adapter = vocoder.mel_adapter
+    assert adapter is not None
+    for message in adapter.mismatches:
+        print(f"warning: --mel-from {mel_from}: {message}", file=sys.stderr)
+    notice(f"--mel-from {mel_from}: {adapter.describe()}")
+    for message in adapter.caveats:
+        notice(f"--mel-from {mel_from}: {message}")
+
+
+def load_onnx(args: argparse.Namespace) -> OnnxVocoder:
+    """The ``--onnx`` graph; the options that choose the torch computation do not apply to it."""
+    from waveflow.cli import CLIError
+    from waveflow.infer.export import OnnxVocoder
+
+    given = [
+        flag
+        for flag, value, default in (
+            ("--precision", args.precision, "fp32"),
+            ("--engine", args.engine, "auto"),
+        )
+        if value != default
+    ]
+    if args.device not in ("auto", "cpu"):
+        given.append("--device")
+    if given:
+        raise CLIError(f"--onnx runs on onnxruntime's CPU provider in fp32: drop {', '.join(given)}")
+    return OnnxVocoder(args.onnx)
 
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +174,7 @@ def run_seed(seed: int | None) -> int:
 
 
 def synthesize_mels(
-    vocoder: Vocoder,
+    vocoder: Vocoder | OnnxVocoder,
     items: list[tuple[Path, np.ndarray]],
     out_dir: Path,
     *,
@@ -109,11 +194,10 @@ def synthesize_mels(
     from tqdm import tqdm
 
     from waveflow.audio.io import write_wav
-    from waveflow.cli._inputs import file_seed, notice, progress_disabled, writing
-    from waveflow.infer.mel_guard import check_mel_statistics
+    from waveflow.cli._inputs import file_seed, note_clipped, notice, progress_disabled, writing
 
     for path, mel in items:
-        for message in check_mel_statistics(mel, vocoder.mel_config):
+        for message in vocoder.mel_warnings(mel):  # as given: before any --mel-from conversion
             notice(f"{path}: {message}")
 
     # Similar lengths side by side keep the padding in each batch small.
@@ -165,7 +249,7 @@ def synthesize_mels(
                     continue
                 target = out_dir / f"{items[i][0].stem}.wav"
                 with writing(target):  # a failed write stops the run: the next would fail too
-                    write_wav(target, samples, vocoder.sample_rate)
+                    note_clipped(target, write_wav(target, samples, vocoder.sample_rate), samples.shape[0])
                 written += 1
                 audio_seconds += samples.shape[0] / vocoder.sample_rate
             bar.update(len(batch))
@@ -205,11 +289,22 @@ def run(args: argparse.Namespace) -> int:
     check_synthesis_arguments(args)
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
-    files = collect_inputs(args.inputs, args.filelist, MEL_EXTENSIONS, what="mel input(s)")
+    inputs = list(args.inputs)
+    if args.onnx is not None:
+        inputs = ([str(args.checkpoint)] if args.checkpoint is not None else []) + inputs
+    elif args.checkpoint is None:
+        raise CLIError("missing CKPT: name a checkpoint, or an exported graph with --onnx FILE.onnx")
+    if args.stats is not None and args.mel_from is None:
+        raise CLIError("--stats needs --mel-from (the TTS front end whose mels were normalised)")
+    files = collect_inputs(inputs, args.filelist, MEL_EXTENSIONS, what="mel input(s)")
     check_output_dir(args.output_dir)  # before the model is loaded
-    vocoder = load_vocoder(
-        args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
-    )
+    if args.onnx is not None:
+        vocoder = load_onnx(args)
+    else:
+        vocoder = load_vocoder(
+            args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
+        )
+    set_frontend(vocoder, args.mel_from, args.stats)
     out_dir = make_output_dir(args.output_dir)
 
     failures = Failures()

@@ -56,6 +56,7 @@ from waveflow.infer import mel_guard
 from waveflow.infer.denoiser import Denoiser
 from waveflow.infer.export import folded_copy
 from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes
+from waveflow.infer.frontends import Frontend, FrontendMismatchWarning, MelAdapter, StatsLike
 from waveflow.infer.streaming import (
     LatentStream,
     StreamingSynthesizer,
@@ -158,9 +159,17 @@ class Vocoder(nn.Module):
         chunk_frames: long mels are synthesized in windows of this many frames (plus context);
             ``None``: ``COMPACT_CHUNK_FRAMES`` for frame-rate models, ``FAST_CHUNK_FRAMES`` with the
             fast engine, ``DEFAULT_CHUNK_FRAMES`` otherwise.
+        mel_from: the TTS front end whose mels this vocoder receives (a name of
+            :data:`~waveflow.infer.frontends.FRONTENDS`, e.g. ``"espnet"``, or a
+            :class:`~waveflow.infer.frontends.Frontend`): every mel given to it is converted into
+            ``mel_config``'s convention first. ``None`` (default): mels are already in it.
+        stats: mean/variance statistics of a normalising front end (ESPnet's ``feats_stats.npz``, a
+            Kaldi ``cmvn.ark``, PWG's ``stats.npy``/``.h5``, or a ``(mean, scale)`` pair); see
+            :meth:`set_frontend`.
     """
 
     denoiser: Denoiser | None
+    mel_adapter: MelAdapter | None
 
     def __init__(
         self,
@@ -170,6 +179,8 @@ class Vocoder(nn.Module):
         precision: str = "fp32",
         chunk_frames: int | None = None,
         engine: str = "auto",
+        mel_from: str | Frontend | None = None,
+        stats: StatsLike | None = None,
     ):
         super().__init__()
         if not isinstance(model, WaveGlow):
@@ -197,6 +208,8 @@ class Vocoder(nn.Module):
         self.check_mel = True  # issue MelConventionWarning when a mel does not look like mel_config's
         self.mel_spectrogram = MelSpectrogram.from_config(mel_config).to(device)
         self.register_module("denoiser", None)
+        self.mel_adapter = None
+        self.set_frontend(mel_from, stats)
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -208,6 +221,8 @@ class Vocoder(nn.Module):
         precision: str = "fp32",
         mel_config: MelConfig | None = None,
         engine: str = "auto",
+        mel_from: str | Frontend | None = None,
+        stats: StatsLike | None = None,
     ) -> Vocoder:
         """Load a waveflow or NVIDIA checkpoint (format detected; no code from the file is run).
 
@@ -221,7 +236,9 @@ class Vocoder(nn.Module):
         dev = _parse_device(device)
         _check_precision(precision, dev)
         model, config = load_model(path, map_location="cpu", fold_weight_norm=True, mel_config=mel_config)
-        return cls(model.to(dev), config.mel, precision=precision, engine=engine)
+        return cls(
+            model.to(dev), config.mel, precision=precision, engine=engine, mel_from=mel_from, stats=stats
+        )
 
     @classmethod
     def from_pretrained(
@@ -231,15 +248,28 @@ class Vocoder(nn.Module):
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         engine: str = "auto",
+        mel_from: str | Frontend | None = None,
+        stats: StatsLike | None = None,
     ) -> Vocoder:
-        """A model shipped inside the package, by registered name (``waveflow pretrained`` lists them).
+        """A registered model by name: shipped inside the package, or one of NVIDIA's, downloaded once.
 
-        ``Vocoder.from_pretrained()`` is the default model; nothing is downloaded.
+        ``Vocoder.from_pretrained()`` is the default model, which ships inside the package (no
+        network). NVIDIA's published checkpoints (``waveflow download`` lists them, e.g.
+        ``"nvidia-waveglow-universal-v5"``) are fetched on first use into the cache folder
+        (``$WAVEFLOW_CACHE``, else ``$XDG_CACHE_HOME/waveflow``, else ``~/.cache/waveflow``),
+        checked, converted through the safe reader and loaded from the cache afterwards; see
+        :mod:`waveflow.pretrained.download` for the errors raised when that fails. ``mel_from`` and
+        ``stats``: a TTS front end's mels, as in :meth:`from_checkpoint`.
         """
         from waveflow import pretrained
 
         return cls.from_checkpoint(
-            pretrained.resolve(name), device=device, precision=precision, engine=engine
+            pretrained.resolve(name),
+            device=device,
+            precision=precision,
+            engine=engine,
+            mel_from=mel_from,
+            stats=stats,
         )
 
     @classmethod
@@ -251,6 +281,8 @@ class Vocoder(nn.Module):
         device: torch.device | str | None = None,
         precision: str = "fp32",
         engine: str = "auto",
+        mel_from: str | Frontend | None = None,
+        stats: StatsLike | None = None,
     ) -> Vocoder:
         """Wrap a copy of ``model`` (the caller's model, e.g. one being trained, is left untouched).
 
@@ -261,7 +293,29 @@ class Vocoder(nn.Module):
         clone = folded_copy(model)
         if device is not None:
             clone = clone.to(_parse_device(device))
-        return cls(clone, mel_config, precision=precision, engine=engine)
+        return cls(clone, mel_config, precision=precision, engine=engine, mel_from=mel_from, stats=stats)
+
+    def set_frontend(self, mel_from: str | Frontend | None, stats: StatsLike | None = None) -> Vocoder:
+        """Convert every mel this vocoder receives from TTS front end ``mel_from`` (``None``: none).
+
+        ``stats`` undo a mean/variance normalisation first (front ends whose mels may be normalised
+        only, e.g. ``"espnet"``; checked against ``n_mels``). Where the front end's analysis (sample
+        rate, hop, band, STFT, filterbank) differs from :attr:`mel_config`'s, one
+        :class:`~waveflow.infer.frontends.FrontendMismatchWarning` says what no conversion repairs.
+        Returns ``self``, so ``Vocoder.from_pretrained().set_frontend("espnet", stats=...)`` chains.
+        """
+        if mel_from is None:
+            if stats is not None:
+                raise ValueError("stats are for a normalising TTS front end: give mel_from too")
+            self.mel_adapter = None
+            return self
+        adapter = MelAdapter(mel_from, self.mel_config, stats)
+        if adapter.mismatches:
+            warnings.warn(
+                "; ".join(adapter.mismatches), FrontendMismatchWarning, stacklevel=_caller_stacklevel()
+            )
+        self.mel_adapter = adapter
+        return self
 
     def train(self, mode: bool = True) -> Vocoder:
         if mode:
@@ -326,8 +380,9 @@ class Vocoder(nn.Module):
             )
         return dtype
 
-    def _prepare_mel(self, mel: Any) -> Tensor:
-        """``(n_mels, T)`` or ``(B, n_mels, T)`` -> checked ``(B, n_mels, T)`` on the device, model dtype."""
+    def _prepare_mel(self, mel: Any, *, convert: bool = True) -> Tensor:
+        """``(n_mels, T)`` or ``(B, n_mels, T)`` -> checked ``(B, n_mels, T)`` on the device, model dtype,
+        converted from the TTS front end (:meth:`set_frontend`) unless ``convert`` is false."""
         mel_t = _to_tensor(mel, "mel")
         if mel_t.dim() not in (2, 3):
             raise ValueError(
@@ -339,7 +394,21 @@ class Vocoder(nn.Module):
             mel_t = mel_t.unsqueeze(0)  # (n_mels, T) -> (1, n_mels, T)
         if mel_t.shape[0] == 0 or mel_t.shape[2] == 0:
             raise ValueError(f"mel has shape {tuple(mel_t.shape)}: no items or no frames")
+        if convert:
+            mel_t = self._convert_mel(mel_t)
         return mel_t.to(device=self.device, dtype=self._compute_dtype())
+
+    def _convert_mel(self, mel: Tensor) -> Tensor:
+        """The front end's mel -> :attr:`mel_config`'s (identity without a front end)."""
+        return mel if self.mel_adapter is None else self.mel_adapter(mel)
+
+    def mel_warnings(self, mel: ArrayLike) -> list[str]:
+        """What a call would warn about ``mel`` ``(n_mels, frames)`` (given as to the call, before any
+        front-end conversion): its values against the front end's and the vocoder's conventions."""
+        mel_t = _to_tensor(mel, "mel")
+        if self.mel_adapter is not None:
+            return self.mel_adapter.check(mel_t)
+        return mel_guard.check_mel_statistics(mel_t, self.mel_config)
 
     @staticmethod
     def _prepare_lengths(lengths: Any, batch_size: int, num_frames: int) -> list[int]:
@@ -372,8 +441,9 @@ class Vocoder(nn.Module):
                 raise ValueError(f"mel item {i} contains {bad} NaN/Inf value(s) within its {n} frames")
 
     def _warn_convention(self, mel: Tensor) -> None:
-        """One MelConventionWarning if ``mel`` ``(n_mels, frames)`` does not look like ``mel_config``'s."""
-        messages = mel_guard.check_mel_statistics(mel, self.mel_config)
+        """One MelConventionWarning if ``mel`` ``(n_mels, frames)``, as given (before the front-end
+        conversion), does not look like the front end's or ``mel_config``'s convention."""
+        messages = self.mel_warnings(mel)
         if messages:
             warnings.warn(
                 "; ".join(messages), mel_guard.MelConventionWarning, stacklevel=_caller_stacklevel()
@@ -425,8 +495,9 @@ class Vocoder(nn.Module):
 
         Args:
             mel: ``(n_mels, frames)`` or ``(B, n_mels, frames)``, torch or numpy, in ``mel_config``'s
-                convention (a :class:`~waveflow.infer.mel_guard.MelConventionWarning` is issued when
-                its values look like another one).
+                convention, or the TTS front end's given to :meth:`set_frontend` (a
+                :class:`~waveflow.infer.mel_guard.MelConventionWarning` is issued when its values look
+                like another one).
             lengths: valid frames per item ``(B,)``; ``None``: all frames.
             sigma: standard deviation of the latent (0.6 is NVIDIA's default for synthesis).
             denoise: strength of NVIDIA's bias-spectrum denoiser (0: off; 0.01-0.1 typical).
@@ -438,7 +509,7 @@ class Vocoder(nn.Module):
             ``(audio (B, frames * hop) float32, audio_lengths (B,) = lengths * hop)`` on ``device``;
             samples past each item's length are 0.
         """
-        mel_t = self._prepare_mel(mel)
+        mel_t = self._prepare_mel(mel, convert=False)
         batch_size, _, num_frames = mel_t.shape
         item_lengths = self._prepare_lengths(lengths, batch_size, num_frames)
         sigma = _check_number("sigma", sigma)
@@ -447,6 +518,7 @@ class Vocoder(nn.Module):
         latents = self._latents(item_lengths, sigma, generator, z, num_frames)
         if self.check_mel:
             self._warn_convention(torch.cat([mel_t[i, :, :n] for i, n in enumerate(item_lengths)], dim=1))
+        mel_t = self._convert_mel(mel_t)
 
         hop = self.hop_length
         by_length: dict[int, list[int]] = {}
@@ -558,7 +630,7 @@ class Vocoder(nn.Module):
         # single small chunks say too little about the convention.
         pending: list[Tensor] | None = [] if self.check_mel else None  # frames awaiting the check
         for k, chunk in enumerate(mel_chunks):
-            mel_t = self._prepare_mel(chunk)
+            mel_t = self._prepare_mel(chunk, convert=False)
             if mel_t.shape[0] != 1:
                 raise ValueError(
                     f"mel chunk {k} has batch size {mel_t.shape[0]}; a stream carries one utterance"
@@ -572,7 +644,7 @@ class Vocoder(nn.Module):
             # Grad mode is thread-local: keep no_grad around the computation only, not across the
             # yield, where it would leak into the consumer's code.
             with torch.no_grad():
-                audio = synthesizer.push(mel_t)
+                audio = synthesizer.push(self._convert_mel(mel_t))
             if audio.numel():
                 yield audio.float()
         if pending:
