@@ -29,8 +29,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "waveflow"
 
 
@@ -185,36 +183,16 @@ def deferred_cycles(package: Path = PACKAGE):
     return cycles([e for e in import_edges(package) if not _is_own_submodule(e)])
 
 
-# Cycles that exist today, by name (report them; fix them in the production code, then drop the entry).
-KNOWN_CYCLES = {
-    # vocoder.py imports export.folded_copy at module level; export.py imports Vocoder (and its
-    # input helpers) inside functions, e.g. _unwrap to tell a Vocoder from a bare model.
-    "infer.export <-> infer.vocoder": frozenset({"waveflow.infer.export", "waveflow.infer.vocoder"}),
-}
-
-
 def test_no_import_time_cycles():
     found = import_time_cycles()
     assert not found, "module-level imports that form a cycle:\n" + describe(found)
 
 
-def test_no_new_cycles_through_deferred_imports():
-    found = [(c, es) for c, es in deferred_cycles() if c not in KNOWN_CYCLES.values()]
+def test_no_cycles_through_deferred_imports():
+    """Also with the imports inside functions (``infer.export`` <-> ``infer.vocoder`` was one, until
+    ``folded_copy`` moved to ``waveflow.model``)."""
+    found = deferred_cycles()
     assert not found, "modules that import each other (some imports deferred):\n" + describe(found)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="a known cycle"))
-        for name in KNOWN_CYCLES
-    ],
-)
-def test_known_cycle_is_gone(name):
-    found = {c: es for c, es in deferred_cycles()}
-    assert KNOWN_CYCLES[name] not in found, describe(
-        [(KNOWN_CYCLES[name], found.get(KNOWN_CYCLES[name], []))]
-    )
 
 
 # -- the scanner itself ----------------------------------------------------------------------------------

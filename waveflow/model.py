@@ -355,3 +355,18 @@ class WaveGlow(nn.Module):
         if self.f0_predictor is not None:
             fold_weight_norm(self.f0_predictor)
         return self
+
+
+def folded_copy(model: WaveGlow) -> WaveGlow:
+    """A new float32 :class:`WaveGlow` with ``model``'s weights, weight norm folded, in eval mode.
+
+    Built from the config and the state dict, on ``model``'s device. Not ``copy.deepcopy``: a deep
+    copy of a module with torch parametrizations shares its generated class, so folding the copy's
+    weight norm would strip the original's ``weight`` too.
+    """
+    clone = WaveGlow(model.config)
+    state = model.state_dict()
+    if not any(".parametrizations." in key for key in state):
+        clone.remove_weight_norm()  # the source is already folded: load plain weights
+    clone.load_state_dict(state)
+    return clone.to(next(model.parameters()).device).eval().remove_weight_norm()

@@ -36,23 +36,8 @@ from waveflow import __version__
 from waveflow.config import MelConfig
 from waveflow.errors import CheckpointError
 from waveflow.flows import AffineCoupling, FlowStep
-from waveflow.model import WaveGlow
+from waveflow.model import WaveGlow, folded_copy  # noqa: F401 (folded_copy: also imported from here)
 from waveflow.nn import WaveNet
-
-
-def folded_copy(model: WaveGlow) -> WaveGlow:
-    """A new float32 :class:`WaveGlow` with ``model``'s weights, weight norm folded, in eval mode.
-
-    Built from the config and the state dict, on ``model``'s device. Not ``copy.deepcopy``: a deep
-    copy of a module with torch parametrizations shares its generated class, so folding the copy's
-    weight norm would strip the original's ``weight`` too.
-    """
-    clone = WaveGlow(model.config)
-    state = model.state_dict()
-    if not any(".parametrizations." in key for key in state):
-        clone.remove_weight_norm()  # the source is already folded: load plain weights
-    clone.load_state_dict(state)
-    return clone.to(next(model.parameters()).device).eval().remove_weight_norm()
 
 
 class _WaveNetLayer(nn.Module):

@@ -54,7 +54,6 @@ from waveflow.audio.features import MelSpectrogram
 from waveflow.config import MelConfig, VocoderConfig
 from waveflow.infer import mel_guard
 from waveflow.infer.denoiser import Denoiser
-from waveflow.infer.export import folded_copy
 from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes
 from waveflow.infer.frontends import Frontend, FrontendMismatchWarning, MelAdapter, StatsLike
 from waveflow.infer.streaming import (
@@ -64,7 +63,7 @@ from waveflow.infer.streaming import (
     encode_chunked,
     synthesize_chunked,
 )
-from waveflow.model import WaveGlow
+from waveflow.model import WaveGlow, folded_copy
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_CHUNK_FRAMES = 384
