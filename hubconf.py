@@ -35,7 +35,7 @@ def _load(name: str, device: str, precision: str, engine: str, model_only: bool)
 
 
 def default(device: str = "cpu", precision: str = "fp32", engine: str = "auto", model_only: bool = False):
-    """The model that ships inside waveflow (``compact-speech-v1``): nothing is downloaded."""
+    """The model that ships inside waveflow (``compact-speech-v2``): nothing is downloaded."""
     return _load("default", device, precision, engine, model_only)
 
 

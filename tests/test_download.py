@@ -424,7 +424,7 @@ def test_download_command_lists_the_nvidia_models_and_honours_quiet(published, m
 
 def test_registry_keeps_the_shipped_models_and_records_nvidia_sources():
     assert isinstance(pretrained.get("default"), pretrained.PretrainedModel)
-    assert pretrained.resolve("default") == pretrained.REGISTRY["compact-speech-v1"].path
+    assert pretrained.resolve("default") == pretrained.REGISTRY["compact-speech-v2"].path
     assert set(pretrained.DOWNLOADS) <= set(pretrained.names())
     assert all(pretrained.is_registered(name) for name in pretrained.DOWNLOADS)
     for model in pretrained.DOWNLOADS.values():

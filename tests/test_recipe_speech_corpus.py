@@ -27,9 +27,10 @@ def test_candidate_configs_share_the_compact_model_and_the_mel():
     for path in sorted((RECIPE / "configs").glob("*.yaml")):
         config = ExperimentConfig.from_dict(yaml.safe_load(path.read_text()))
         assert config.mel == presets.tacotron2_mel(), path.name
-        if path.stem.startswith("source"):  # the compact model plus a pitch-synchronous source
-            assert config.model.replace(source="none", source_direct=False) == presets.compact(), path.name
-            assert config.model.source == "sine", path.name
+        if path.stem in ("default", "finetune"):  # the shipped model: compact with a pitch source
+            assert config.model == presets.compact_source(), path.name
+        elif path.stem == "source":  # the source mixed into the encoding only (a measured candidate)
+            assert config.model == presets.compact().replace(source="sine"), path.name
         elif path.stem != "debug":
             assert config.model == presets.compact(), path.name
 
@@ -124,4 +125,4 @@ def test_stage_5_fine_tunes_the_shipped_model_on_given_file_lists(tmp_path: Path
     assert run.training_state["trainer"]["step"] == 2
     packaged = load_checkpoint(tmp_path / "exp" / "finetuned.pt")
     assert packaged.weight_norm_folded and packaged.metadata["init_from"] == run.metadata["init_from"]
-    assert packaged.config.model == presets.compact()
+    assert packaged.config.model == presets.compact_source()

@@ -282,5 +282,5 @@ def test_compact_source_preset_size_and_recipe_config():
 
     model = WaveGlow.from_config(compact_source())
     assert sum(p.numel() for p in model.parameters()) == 5_833_665  # under 25 MB in fp32
-    config = load_config(REPO / "recipes" / "speech_corpus" / "configs" / "source_direct.yaml")
+    config = load_config(REPO / "recipes" / "speech_corpus" / "configs" / "default.yaml")
     assert config.model == compact_source()

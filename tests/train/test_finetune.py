@@ -78,7 +78,7 @@ def finetune_config(source: dict[str, Path], tmp_path: Path, *overrides: str) ->
 # -- init_from ---------------------------------------------------------------------------------------
 def test_finetuning_the_shipped_default_model_lowers_validation_nll(tmp_path: Path):
     shipped = read_checkpoint(pretrained.resolve("default"))
-    assert shipped.config.model == presets.compact() and shipped.config.mel == presets.tacotron2_mel()
+    assert shipped.config.model == presets.compact_source() and shipped.config.mel == presets.tacotron2_mel()
     # Synthetic speech the model never heard: 4 clips of 0.5 s to train on, one of 1 s to score.
     rate = shipped.config.mel.sample_rate
     (tmp_path / "wavs").mkdir()
@@ -135,7 +135,7 @@ def test_finetuning_the_shipped_default_model_lowers_validation_nll(tmp_path: Pa
 
 def test_the_shipped_model_loads_into_a_weight_normed_training_model_unchanged():
     # The shipped file has weight norm folded; the training model splits each weight into g and v.
-    config = ExperimentConfig(model=presets.compact(), mel=presets.tacotron2_mel()).replace(
+    config = ExperimentConfig(model=presets.compact_source(), mel=presets.tacotron2_mel()).replace(
         data=ExperimentConfig().data.replace(segment_length=4096)
     )
     init = read_init_weights("default", config)
