@@ -134,6 +134,17 @@ class ConfigBase:
                 v.validate()
 
 
+def flatten_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested settings dict as ``{"model.wavenet.n_layers": 8, ...}`` (to compare two configs key by key)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten_settings(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _require(cond: bool, message: str) -> None:
     if not cond:
         raise ValueError(message)

@@ -337,17 +337,9 @@ class OnnxVocoder:
 
     def set_frontend(self, mel_from: Any, stats: Any = None) -> OnnxVocoder:
         """As :meth:`Vocoder.set_frontend <waveflow.infer.vocoder.Vocoder.set_frontend>`."""
-        from waveflow.infer.frontends import FrontendMismatchWarning, MelAdapter
+        from waveflow.infer.frontends import adapter_for
 
-        if mel_from is None:
-            if stats is not None:
-                raise ValueError("stats are for a normalising TTS front end: give mel_from too")
-            self.mel_adapter = None
-            return self
-        adapter = MelAdapter(mel_from, self.mel_config, stats)
-        if adapter.mismatches:
-            warnings.warn("; ".join(adapter.mismatches), FrontendMismatchWarning, stacklevel=2)
-        self.mel_adapter = adapter
+        self.mel_adapter = adapter_for(mel_from, self.mel_config, stats, stacklevel=2)
         return self
 
     def mel_warnings(self, mel: Any) -> list[str]:

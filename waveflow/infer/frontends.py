@@ -49,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -425,3 +426,25 @@ class MelAdapter:
             f"({mel_guard.describe_band(target)} at {target.sample_rate} Hz, hop {target.hop_length})"
         )
         return "; ".join(steps)
+
+
+def adapter_for(
+    mel_from: str | Frontend | None,
+    mel_config: MelConfig,
+    stats: StatsLike | None = None,
+    *,
+    stacklevel: int = 2,
+) -> MelAdapter | None:
+    """The :class:`MelAdapter` a vocoder applies for ``mel_from`` (``None``: no conversion).
+
+    One :class:`FrontendMismatchWarning` says what no conversion repairs (``stacklevel`` points it
+    at the user's call); ``stats`` without a front end are refused.
+    """
+    if mel_from is None:
+        if stats is not None:
+            raise ValueError("stats are for a normalising TTS front end: give mel_from too")
+        return None
+    adapter = MelAdapter(mel_from, mel_config, stats)
+    if adapter.mismatches:
+        warnings.warn("; ".join(adapter.mismatches), FrontendMismatchWarning, stacklevel=stacklevel + 1)
+    return adapter

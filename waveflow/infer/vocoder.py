@@ -55,7 +55,7 @@ from waveflow.config import MelConfig, VocoderConfig
 from waveflow.infer import mel_guard
 from waveflow.infer.denoiser import Denoiser
 from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes
-from waveflow.infer.frontends import Frontend, FrontendMismatchWarning, MelAdapter, StatsLike
+from waveflow.infer.frontends import Frontend, MelAdapter, StatsLike, adapter_for
 from waveflow.infer.streaming import (
     LatentStream,
     StreamingSynthesizer,
@@ -303,17 +303,7 @@ class Vocoder(nn.Module):
         :class:`~waveflow.infer.frontends.FrontendMismatchWarning` says what no conversion repairs.
         Returns ``self``, so ``Vocoder.from_pretrained().set_frontend("espnet", stats=...)`` chains.
         """
-        if mel_from is None:
-            if stats is not None:
-                raise ValueError("stats are for a normalising TTS front end: give mel_from too")
-            self.mel_adapter = None
-            return self
-        adapter = MelAdapter(mel_from, self.mel_config, stats)
-        if adapter.mismatches:
-            warnings.warn(
-                "; ".join(adapter.mismatches), FrontendMismatchWarning, stacklevel=_caller_stacklevel()
-            )
-        self.mel_adapter = adapter
+        self.mel_adapter = adapter_for(mel_from, self.mel_config, stats, stacklevel=_caller_stacklevel())
         return self
 
     def train(self, mode: bool = True) -> Vocoder:

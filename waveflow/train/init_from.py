@@ -43,7 +43,7 @@ from torch.nn.utils import parametrize
 
 from waveflow import presets, pretrained
 from waveflow.checkpoint import FORMAT_NAME, Checkpoint, read_checkpoint
-from waveflow.config import ExperimentConfig
+from waveflow.config import ExperimentConfig, flatten_settings
 from waveflow.errors import InputError
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
@@ -140,18 +140,8 @@ def resolve_source(spec: str) -> Path:
     )
 
 
-def _flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _differences(source: dict[str, Any], run: dict[str, Any], prefix: str) -> list[str]:
-    a, b = _flatten(source, prefix), _flatten(run, prefix)
+    a, b = flatten_settings(source, prefix), flatten_settings(run, prefix)
     return [
         f"{key}: checkpoint {a.get(key)!r}, run {b.get(key)!r}"
         for key in sorted(set(a) | set(b))

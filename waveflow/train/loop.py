@@ -63,7 +63,7 @@ from torch.nn.parallel import DistributedDataParallel
 from waveflow import losses
 from waveflow.audio.features import MelSpectrogram
 from waveflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from waveflow.config import ExperimentConfig, TrainConfig
+from waveflow.config import ExperimentConfig, TrainConfig, flatten_settings
 from waveflow.data import SegmentDataset, UtteranceDataset, read_filelist
 from waveflow.data.mel_dir import MelDir, MelSegmentDataset, MelUtteranceDataset
 from waveflow.errors import CheckpointError, OutputError
@@ -385,18 +385,8 @@ def _checkpoint_to_resume(
     return None, []
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten_settings(old), flatten_settings(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
