@@ -60,6 +60,7 @@ def test_commands_take_a_registered_name(tmp_path, capsys):
     written, rate = sf.read(out)
     assert rate == 22050 and abs(written.shape[0] - sf.info(pretrained.SAMPLE_CLIP).frames) == 0
     assert cli.main(["inspect", "default"]) == 0
-    assert "n_group 256" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "n_group 256" in shown and "frame conditioning, sine source (direct)" in shown
     assert cli.main(["inspect", "no-such-model"]) == 2
     assert "not a registered name" in capsys.readouterr().err

@@ -120,7 +120,17 @@ def _text(info: dict[str, Any]) -> str:
         f"format        {info['format_name']}{version}",
         f"model         {model['n_flows']} flows, n_group {model['n_group']}, early every {model['n_early_every']} "
         f"size {model['n_early_size']}, {model['coupling']} coupling, {model['mixing']} mixing, "
-        f"WN {wn['n_layers']} layers x {wn['n_channels']} channels (kernel {wn['kernel_size']})",
+        f"WN {wn['n_layers']} layers x {wn['n_channels']} channels (kernel {wn['kernel_size']})"
+        + (
+            f", {model['conditioning']} conditioning"
+            if model.get("conditioning", "upsample") != "upsample"
+            else ""
+        )
+        + (
+            f", {model['source']} source{' (direct)' if model.get('source_direct') else ''}"
+            if model.get("source", "none") != "none"
+            else ""
+        ),
         f"parameters    {params['without_weight_norm']:,} without weight-norm gains ({with_wn})",
         f"sample rate   {info['sample_rate']} Hz",
         f"mel           {mel['n_mels']} {mel['mel_scale']} mels {mel['f_min']:g}-{f_max:g} Hz, n_fft {mel['n_fft']}, "
