@@ -125,7 +125,7 @@ _MODELS = (
     PretrainedModel(
         name="compact-speech-v2",
         file="compact_speech_v2.pt",
-        sha256="e0782563cd5eba73338e0f54d5cb3fdf59e2b73fa8ea2d86deab3ab293409398",
+        sha256="b26286c03a98530e3c70e61bad0b41cc8347b77bc99ad9433cddb1e5a2f7ef1c",
         description="compact flow with a pitch-synchronous source (5.8 M parameters, frame-rate "
         "conditioning, a sine at the predicted F0) trained on CPUs on ~29 minutes of multi-speaker, "
         "multi-lingual speech at 22.05 kHz, Tacotron2 mels",
