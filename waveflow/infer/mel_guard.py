@@ -395,7 +395,7 @@ def load_mvn_stats(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         try:
             import h5py
         except ImportError:
-            raise ValueError(f"reading {path} needs h5py (pip install h5py)") from None
+            raise ValueError(f"reading {path} needs h5py: pip install 'waveflow[stats]'") from None
         with h5py.File(path, "r") as f:
             mean, scale = np.asarray(f["mean"], np.float64), np.asarray(f["scale"], np.float64)
     else:
