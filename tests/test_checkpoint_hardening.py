@@ -27,7 +27,7 @@ import torch
 
 from tests.conftest import REPO
 from tests.helpers import perturbed_model, torch_bytes
-from waveflow import cli, errors, presets
+from waveflow import cli, errors, presets, safe_load
 from waveflow.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
 from waveflow.cli.inspect_cmd import describe
 from waveflow.config import VocoderConfig
@@ -101,9 +101,9 @@ def _assert_checkpoint_exit(code: int, err: str, *words: str) -> None:
 
 # -- 1. every failure is a CheckpointError -----------------------------------------------------------
 def test_unsafe_checkpoint_error_is_a_checkpoint_error():
-    assert issubclass(nvidia.UnsafeCheckpointError, CheckpointError)
-    assert issubclass(nvidia.UnsafeCheckpointError, ValueError)
-    assert errors.exit_code_for(nvidia.UnsafeCheckpointError("x")) == errors.EXIT_CHECKPOINT
+    assert issubclass(safe_load.UnsafeCheckpointError, CheckpointError)
+    assert issubclass(safe_load.UnsafeCheckpointError, ValueError)
+    assert errors.exit_code_for(safe_load.UnsafeCheckpointError("x")) == errors.EXIT_CHECKPOINT
 
 
 @pytest.mark.parametrize(
@@ -521,7 +521,7 @@ def test_expected_shapes_are_the_models(changes, folded):
     model = WaveGlow(config)
     if folded:
         model.remove_weight_norm()
-    assert nvidia.expected_shapes(config, folded) == {
+    assert safe_load.expected_shapes(config, folded) == {
         k: tuple(v.shape) for k, v in model.state_dict().items()
     }
 
@@ -529,17 +529,17 @@ def test_expected_shapes_are_the_models(changes, folded):
 # -- the cap itself ---------------------------------------------------------------------------------------
 def test_cap_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv("WAVEFLOW_MAX_CHECKPOINT_BYTES", raising=False)
-    assert nvidia.max_checkpoint_bytes() == nvidia.DEFAULT_MAX_CHECKPOINT_BYTES >= 650 << 20
+    assert safe_load.max_checkpoint_bytes() == safe_load.DEFAULT_MAX_CHECKPOINT_BYTES >= 650 << 20
     for raw, value in [("123456789", 123456789), ("2G", 2 << 30), ("700M", 700 << 20), ("64k", 64 << 10)]:
         monkeypatch.setenv("WAVEFLOW_MAX_CHECKPOINT_BYTES", raw)
-        assert nvidia.max_checkpoint_bytes() == value
+        assert safe_load.max_checkpoint_bytes() == value
     monkeypatch.setenv("WAVEFLOW_MAX_CHECKPOINT_BYTES", "lots")
     with pytest.raises(errors.InputError, match="WAVEFLOW_MAX_CHECKPOINT_BYTES"):
-        nvidia.max_checkpoint_bytes()
+        safe_load.max_checkpoint_bytes()
 
 
 def test_xz_declared_size_reads_every_stream():
     data = lzma.compress(b"a" * 1000) + b"\0" * 8 + lzma.compress(b"b" * 70000)
-    assert nvidia.xz_declared_size(io.BytesIO(data)) == 71000
-    assert nvidia.xz_declared_size(io.BytesIO(data[:-20])) is None
-    assert nvidia.CheckpointSource.from_any(data).open().read() == b"a" * 1000 + b"b" * 70000
+    assert safe_load.xz_declared_size(io.BytesIO(data)) == 71000
+    assert safe_load.xz_declared_size(io.BytesIO(data[:-20])) is None
+    assert safe_load.CheckpointSource.from_any(data).open().read() == b"a" * 1000 + b"b" * 70000

@@ -16,15 +16,15 @@ No module objects are pickled, so loading never runs code from the file. Writes 
 checkpoint goes to a temporary file in the same directory, which is flushed, fsync'ed and renamed
 over the target; an interrupted write leaves any previous file untouched.
 
-:func:`read_checkpoint` and :func:`load_model` also accept NVIDIA checkpoints (see
-:mod:`waveflow.interop.nvidia`, the safe reader every load goes through).
+:func:`read_checkpoint` and :func:`load_model` also accept NVIDIA checkpoints (their layouts and
+key mapping: :mod:`waveflow.interop.nvidia`); :func:`nvidia_checkpoint` makes them a vocoder.
 
-Every load checks the file before trusting it and raises :class:`waveflow.errors.CheckpointError`
-(a ``ValueError``) naming the file and the cause: unreadable or truncated; a pickle asking for a
-global outside the allow list (named); a "bomb" that would expand beyond
-``$WAVEFLOW_MAX_CHECKPOINT_BYTES`` (default 1 GiB) or declares tensors larger than it stores;
-tensors that do not fit the stored config (each named, expected vs found shape; zip files are
-checked on the meta device before their tensors are read); non-finite (NaN/Inf) weights.
+Every load goes through the safe reader (:mod:`waveflow.safe_load`) and raises
+:class:`waveflow.errors.CheckpointError` (a ``ValueError``) naming the file and the cause: unreadable
+or truncated; a pickle asking for a global outside the allow list (named); a "bomb" that would
+expand beyond ``$WAVEFLOW_MAX_CHECKPOINT_BYTES`` (default 1 GiB) or declares tensors larger than it
+stores; tensors that do not fit the stored config (each named, expected vs found shape; zip files
+are checked on the meta device before their tensors are read); non-finite (NaN/Inf) weights.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from waveflow import __version__
+from waveflow import __version__, presets
 from waveflow.config import MelConfig, VocoderConfig
 from waveflow.errors import CheckpointError, InputError
 from waveflow.fileio import atomic_write
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
+from waveflow.safe_load import MapLocation, check_finite, check_state_dict_fits, convert_hint, read_checked
 
 FORMAT_NAME = "waveflow"
 FORMAT_VERSION = 1
@@ -68,11 +69,28 @@ class Checkpoint:
     path: Path | None = None
     source_format: str = FORMAT_NAME  # or "nvidia-original", "nvidia-dle", "nvidia-state-dict"
 
-    def build_model(self) -> WaveGlow:
-        """A :class:`WaveGlow` with these weights, in eval mode, on the CPU."""
-        return _build_model(
-            self.config, self.state_dict, self.weight_norm_folded, str(self.path or "checkpoint")
-        )
+    def build_model(self, fold_weight_norm: bool = False) -> WaveGlow:
+        """A :class:`WaveGlow` with these weights, in eval mode, on the CPU.
+
+        ``fold_weight_norm``: with weight normalisation folded into plain weights (faster
+        inference, same outputs), which are checked to be finite too.
+        """
+        label = str(self.path or "checkpoint")
+        # Checked before the model is built: a config can declare a huge model on its own.
+        check_state_dict_fits(self.config.model, self.state_dict, self.weight_norm_folded, label)
+        model = WaveGlow(self.config.model)
+        if self.weight_norm_folded:
+            model.remove_weight_norm()
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())[:400]
+            raise CheckpointError(f"{label}: the weights do not fit the stored config: {detail}") from None
+        if fold_weight_norm:
+            model.remove_weight_norm()
+            # g * v / |v| is NaN for an all-zero row of v: the folded weights must be finite too.
+            check_finite(model.state_dict(), f"{label} (with weight norm folded)")
+        return model.eval()
 
     @property
     def training_step(self) -> int | None:
@@ -161,19 +179,12 @@ def save_checkpoint(
 
 
 # -- loading -------------------------------------------------------------------------------------
-def _nvidia_hint(label: str, what: str) -> CheckpointError:
-    return CheckpointError(
-        f"{label} is {what}, not a waveflow checkpoint; convert it with `waveflow convert {label} OUT.pt` "
-        f"or load it with waveflow.checkpoint.load_model, which detects the format"
-    )
-
-
 def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{label} holds a {type(obj).__name__}, not a waveflow checkpoint")
     if obj.get("format") != FORMAT_NAME:
         if "state_dict" in obj or "model" in obj or any(str(k).endswith("upsample.weight") for k in obj):
-            raise _nvidia_hint(label, "an NVIDIA WaveGlow checkpoint (DeepLearningExamples or state dict)")
+            raise convert_hint(label, "an NVIDIA WaveGlow checkpoint (DeepLearningExamples or state dict)")
         raise CheckpointError(
             f"{label} is not a waveflow checkpoint (top-level keys {sorted(map(str, obj))[:8]})"
         )
@@ -195,8 +206,8 @@ def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
     folded = obj.get("weight_norm_folded", False)
     if not isinstance(folded, bool):
         raise CheckpointError(f"{label}: weight_norm_folded is {folded!r}, expected true or false")
-    nvidia.check_state_dict_fits(config.model, state_dict, folded, label)
-    nvidia.check_finite(state_dict, label)
+    check_state_dict_fits(config.model, state_dict, folded, label)
+    check_finite(state_dict, label)
     training_state = obj.get("training_state")
     metadata = obj.get("metadata") or {}
     return Checkpoint(
@@ -211,37 +222,7 @@ def _parse(obj: Any, label: str, path: Path | None) -> Checkpoint:
     )
 
 
-def _load_weights_only(source: nvidia.CheckpointSource, map_location: nvidia.MapLocation) -> Any:
-    try:
-        return nvidia.load_weights_only(source, map_location)
-    except nvidia.WeightsOnlyRefusal as refusal:
-        raise _explain_refusal(source, refusal) from None
-
-
-def _explain_refusal(source: nvidia.CheckpointSource, refusal: nvidia.WeightsOnlyRefusal) -> CheckpointError:
-    """What a file is that a weights-only load refused: read it again through the allow list (on the meta device).
-
-    A global outside the allow list raises :class:`~waveflow.interop.nvidia.UnsafeCheckpointError`
-    naming it; pickled NVIDIA modules point to ``waveflow convert``; a pickle that the allow list
-    cannot read either is corrupt.
-    """
-    try:
-        obj = nvidia.load_restricted(source, "meta")
-    except CheckpointError as exc:  # unsafe (named) or corrupt
-        return exc
-    module = nvidia.find_stand_in(obj)
-    name = module.nvidia_class if module is not None else refusal.global_name
-    if name and name.rsplit(".", 1)[0].split(".")[-1] in ("glow", "glow_old", "model"):
-        return _nvidia_hint(source.label, f"an NVIDIA/waveglow training checkpoint (it pickles {name})")
-    if name:
-        return CheckpointError(
-            f"{source.label} contains a pickled object ({name}); a waveflow checkpoint holds only tensors "
-            f"and plain values, so it was not loaded"
-        )
-    return CheckpointError(f"{source.label}: not a waveflow checkpoint: {refusal.reason}")
-
-
-def load_checkpoint(path: str | Path, map_location: nvidia.MapLocation = "cpu") -> Checkpoint:
+def load_checkpoint(path: str | Path, map_location: MapLocation = "cpu") -> Checkpoint:
     """Read a waveflow checkpoint (``torch.load(weights_only=True)``; xz-compressed files too).
 
     Raises ``FileNotFoundError`` for a missing file and :class:`~waveflow.errors.CheckpointError`
@@ -250,25 +231,31 @@ def load_checkpoint(path: str | Path, map_location: nvidia.MapLocation = "cpu") 
     :func:`load_model`, :func:`read_checkpoint` or ``waveflow convert``), was written by a newer
     format version, has an invalid config, tensors that do not fit it, or non-finite weights.
     """
-    source = nvidia.CheckpointSource.from_any(Path(path))
-    if source.is_zip:  # the declared shapes against the config, before any tensor is read
-        _parse(_load_weights_only(source, "meta"), source.label, Path(path))
-    return _parse(_load_weights_only(source, map_location), source.label, Path(path))
+    path = Path(path)
+    return read_checked(path, lambda obj, label, _: _parse(obj, label, path), map_location, weights_only=True)
 
 
-def _interpret(obj: Any, label: str, path: Path, nvidia_mel: MelConfig | None, check_mel: bool) -> Checkpoint:
-    from waveflow import presets
+def nvidia_checkpoint(
+    imported: nvidia.NvidiaImport,
+    mel_config: MelConfig | None = None,
+    *,
+    path: Path | None = None,
+    check_mel: bool = True,
+) -> Checkpoint:
+    """An NVIDIA file as a waveflow vocoder: the one place its model config meets a mel convention.
 
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
-        return _parse(obj, label, path)
-    imported = nvidia.convert_loaded(obj, label)
-    mel = presets.tacotron2_mel() if nvidia_mel is None else nvidia_mel
-    config = VocoderConfig(model=imported.config, mel=mel)
-    try:
-        if check_mel:
+    ``imported``: what :func:`waveflow.interop.nvidia.import_nvidia` (or ``convert_loaded``) made of
+    the file. ``build_model()`` of the result is the ready model; :func:`read_checkpoint`, so
+    :func:`load_model` and ``waveflow convert``, come through here. NVIDIA files carry no mel settings:
+    ``mel_config`` defaults to the Tacotron2 convention NVIDIA trained on, and is checked against
+    the model (:class:`MelMismatchError`) unless ``check_mel`` is false.
+    """
+    config = VocoderConfig(model=imported.config, mel=mel_config or presets.tacotron2_mel())
+    if check_mel:
+        try:
             config.validate()
-    except ValueError as exc:
-        raise MelMismatchError(f"{label}: mel_config does not fit the NVIDIA model: {exc}") from None
+        except ValueError as exc:
+            raise MelMismatchError(f"{path}: mel_config does not fit the NVIDIA model: {exc}") from None
     return Checkpoint(
         config=config,
         state_dict=imported.state_dict,
@@ -280,7 +267,7 @@ def _interpret(obj: Any, label: str, path: Path, nvidia_mel: MelConfig | None, c
 
 def read_checkpoint(
     path: str | Path,
-    map_location: nvidia.MapLocation = "cpu",
+    map_location: MapLocation = "cpu",
     *,
     nvidia_mel: MelConfig | None = None,
     check_mel: bool = True,
@@ -296,33 +283,19 @@ def read_checkpoint(
     read. Failures raise :class:`~waveflow.errors.CheckpointError` naming the file and the cause.
     """
     path = Path(path)
-    source = nvidia.CheckpointSource.from_any(path)
-    previewed = nvidia.preview(source)
-    if previewed is not None:  # the mel settings are checked once, after the weights
-        _interpret(previewed[0], source.label, path, nvidia_mel, check_mel=False)
-    obj, _ = nvidia.load_any(source, map_location, allow_list=previewed[1] if previewed else None)
-    return _interpret(obj, source.label, path, nvidia_mel, check_mel)
 
+    def interpret(obj: Any, label: str, previewing: bool) -> Checkpoint:
+        if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
+            return _parse(obj, label, path)
+        imported = nvidia.convert_loaded(obj, label)  # the mel settings are checked once, after the weights
+        return nvidia_checkpoint(imported, nvidia_mel, path=path, check_mel=check_mel and not previewing)
 
-def _build_model(
-    config: VocoderConfig, state_dict: Mapping[str, Tensor], weight_norm_folded: bool, label: str
-) -> WaveGlow:
-    # Checked before the model is built: a config can declare a huge model on its own.
-    nvidia.check_state_dict_fits(config.model, state_dict, weight_norm_folded, label)
-    model = WaveGlow(config.model)
-    if weight_norm_folded:
-        model.remove_weight_norm()
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:400]
-        raise CheckpointError(f"{label}: the weights do not fit the stored config: {detail}") from None
-    return model.eval()
+    return read_checked(path, interpret, map_location)
 
 
 def load_model(
     path: str | Path,
-    map_location: nvidia.MapLocation = "cpu",
+    map_location: MapLocation = "cpu",
     *,
     fold_weight_norm: bool = False,
     mel_config: MelConfig | None = None,
@@ -347,12 +320,7 @@ def load_model(
         raise InputError(
             f"{ckpt.path} is a waveflow checkpoint with its own mel settings; do not pass mel_config"
         )
-    model = ckpt.build_model()
-    if fold_weight_norm:
-        model.remove_weight_norm()
-        # g * v / |v| is NaN for an all-zero row of v: the folded weights must be finite too.
-        nvidia.check_finite(model.state_dict(), f"{ckpt.path} (with weight norm folded)")
+    model = ckpt.build_model(fold_weight_norm)
     if isinstance(map_location, (str, torch.device)):
         model = model.to(map_location)
-    config = ckpt.config
-    return model, config
+    return model, ckpt.config

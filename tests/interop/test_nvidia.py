@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tests.helpers import perturbed_model, randomize_, torch_bytes
-from waveflow import losses, presets
+from waveflow import losses, presets, safe_load
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
 
@@ -155,8 +155,8 @@ def test_both_formats_give_identical_weights(folder):
 
 def test_stale_weight_attribute_is_ignored(folder):
     """The pickled convs carry a stale ``weight``; the import must rebuild it from g and v."""
-    source = nvidia.CheckpointSource.from_any(folder / CHECKPOINTS["original"])
-    model = nvidia.load_restricted(source)["model"]
+    source = safe_load.CheckpointSource.from_any(folder / CHECKPOINTS["original"])
+    model = safe_load.load_restricted(source)["model"]
     cond = model._modules["WN"]._modules["0"]._modules["cond_layer"]
     g, v = cond._parameters["weight_g"], cond._parameters["weight_v"]
     rebuilt = g * v / v.norm(dim=(1, 2), keepdim=True)
@@ -285,8 +285,8 @@ def test_pcm_output_matches_inference_py_within_one_step(folder):
 
 # -- mapping details -----------------------------------------------------------------------------
 def test_to_nvidia_state_dict_reproduces_the_original_file(folder):
-    source = nvidia.CheckpointSource.from_any(folder / CHECKPOINTS["original"])
-    original = nvidia.flatten_module(nvidia.load_restricted(source)["model"], "fixture")
+    source = safe_load.CheckpointSource.from_any(folder / CHECKPOINTS["original"])
+    original = nvidia.flatten_module(safe_load.load_restricted(source)["model"], "fixture")
     ours = nvidia.to_nvidia_state_dict(_model(folder, "original"))
     assert list(ours) == list(original)  # same keys, same order as glow.WaveGlow.state_dict()
     for k in original:

@@ -65,13 +65,11 @@ def run(args: argparse.Namespace) -> int:
         ckpt = read_checkpoint(src, nvidia_mel=mel)
     except MelMismatchError as exc:
         raise CLIError(f"--mel-preset {args.mel_preset} does not fit the model in {src}: {exc}") from None
+    # The model as it will be written (folded weights checked for NaN: never write NaN weights).
+    model = ckpt.build_model(args.fold_weight_norm)
     if ckpt.source_format == FORMAT_NAME:
-        return _strip(ckpt, src, dst, args.fold_weight_norm)
+        return _strip(ckpt, model, src, dst, args.fold_weight_norm)
 
-    model = ckpt.build_model()
-    if args.fold_weight_norm:
-        model.remove_weight_norm()
-    _check_finite(model, src)
     info = ckpt.metadata
     metadata = {"converted_from": src.name, "source_format": ckpt.source_format, **info}
     save_checkpoint(dst, model, mel, metadata=metadata)
@@ -96,21 +94,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_finite(model, src: Path) -> None:
-    """Never write NaN weights: folding weight norm divides by |v|, which is 0 for an all-zero row."""
-    from waveflow.interop import nvidia
-
-    nvidia.check_finite(model.state_dict(), f"{src} (as it would be written)")
-
-
-def _strip(ckpt, src: Path, dst: Path, fold_weight_norm: bool) -> int:
+def _strip(ckpt, model, src: Path, dst: Path, fold_weight_norm: bool) -> int:
     """A waveflow checkpoint -> its model, mel settings and provenance, without training state."""
     from waveflow.checkpoint import save_checkpoint
 
-    model = ckpt.build_model()
-    if fold_weight_norm:
-        model.remove_weight_norm()
-    _check_finite(model, src)
     metadata = {k: v for k, v in ckpt.metadata.items() if k in ("experiment", "cpu_seconds", "init_from")}
     if ckpt.training_state is not None:
         if ckpt.training_step is not None:

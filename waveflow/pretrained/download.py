@@ -19,7 +19,7 @@ delivers less than the server's ``Content-Length`` is resumed (or fails), never 
 that fails its checks is deleted and the error says so. NVIDIA publishes no digests for its files:
 for those, the sha256 measured on the first download is recorded in the manifest and checked on
 every later use. Every file, checked or not, is then read by the safe reader
-(:func:`waveflow.checkpoint.read_checkpoint`, over :mod:`waveflow.interop.nvidia`): no pickled
+(:func:`waveflow.checkpoint.read_checkpoint`, over :mod:`waveflow.safe_load`): no pickled
 code runs, and the tensors are checked against the config and for NaN/Inf before conversion.
 
 **Offline.** Put the file at ``<cache>/<name>/<filename>`` by hand (it is checked and converted

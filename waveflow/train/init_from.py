@@ -7,7 +7,7 @@ name in the working folder wins, as everywhere on the command line):
   packaged model (``waveflow convert``, the shipped ``default``);
 * an NVIDIA WaveGlow checkpoint in either of NVIDIA's formats (NVIDIA/waveglow's pickled
   ``glow.WaveGlow`` training checkpoints, DeepLearningExamples/torch.hub files, bare state dicts),
-  read by the safe reader of :mod:`waveflow.interop.nvidia`: nothing in the file is run.
+  read by the safe reader (:mod:`waveflow.safe_load`): nothing in the file is run.
 
 **Only the weights are taken**: the optimizer starts afresh, the step at 0 (warmup and the
 learning-rate schedule from their beginning), the data order from the first epoch.
@@ -47,6 +47,7 @@ from waveflow.config import ExperimentConfig, flatten_settings
 from waveflow.errors import InputError
 from waveflow.interop import nvidia
 from waveflow.model import WaveGlow
+from waveflow.safe_load import check_finite, expected_shapes
 
 _MAX_TENSORS = 12  # mismatched tensors named in one message
 
@@ -107,7 +108,7 @@ class InitWeights:
                 for name, module in model.named_modules()
                 if parametrize.is_parametrized(module, "weight")
             }
-        nvidia.check_finite({**dict(model.named_parameters()), **used}, f"{self.path} (in the run's model)")
+        check_finite({**dict(model.named_parameters()), **used}, f"{self.path} (in the run's model)")
         ckpt.state_dict.clear()
         if ckpt.training_state is not None:
             ckpt.training_state.clear()
@@ -153,7 +154,7 @@ def _tensor_mismatches(ckpt: Checkpoint, config: ExperimentConfig) -> list[str]:
     """Each tensor of the file that would not load into the run's model (in the file's parametrisation)."""
     stored = ckpt.state_dict
     run_model = config.model.replace(weight_norm=ckpt.config.model.weight_norm)
-    expected = nvidia.expected_shapes(run_model, ckpt.weight_norm_folded)
+    expected = expected_shapes(run_model, ckpt.weight_norm_folded)
     name = nvidia.nvidia_key if ckpt.source_format != FORMAT_NAME else (lambda k: k)
     problems = [
         f"{name(key)}: expected {tuple(shape)}, found {tuple(stored[key].shape)}"
