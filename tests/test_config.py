@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from waveflow.config import ExperimentConfig, MelConfig, ModelConfig, VocoderConfig, WaveNetConfig
+from waveflow.config import (
+    ExperimentConfig,
+    MelConfig,
+    ModelConfig,
+    TrainConfig,
+    VocoderConfig,
+    WaveNetConfig,
+)
 from waveflow.presets import espnet_mel, glow, hifigan_mel, nice, realnvp, tacotron2_mel, waveglow_ljspeech
 
 
-def test_unknown_keys_are_named():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['n_flow'\]"):
+def test_unknown_keys_are_named_by_their_dotted_path():
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'n_flow'; valid keys at the top level of ModelConfig: "
+    ):
         ModelConfig.from_dict({"n_flow": 12})
-    with pytest.raises(ValueError, match=r"ModelConfig.wavenet: unknown key\(s\) \['channels'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'wavenet.channels'; valid keys in 'wavenet': dilation"
+    ):
         ModelConfig.from_dict({"wavenet": {"channels": 3}})
+    with pytest.raises(
+        ValueError,
+        match=r"unknown config keys 'model.wavenet.a', 'model.wavenet.b'; valid keys in 'model.wavenet'",
+    ):
+        ExperimentConfig.from_dict({"model": {"wavenet": {"b": 1, "a": 2}}})
 
 
 def test_round_trip_through_plain_dicts():
@@ -61,3 +77,26 @@ def test_mel_validation_and_vocoder_consistency():
 def test_experiment_segment_must_be_divisible_by_group():
     with pytest.raises(ValueError, match=r"segment_length \(16001\)"):
         ExperimentConfig.from_dict({"data": {"segment_length": 16001}})
+
+
+@pytest.mark.parametrize("cls", [VocoderConfig, ExperimentConfig])
+def test_the_mel_gives_the_model_its_bands_and_hop(cls):
+    mel = {"n_mels": 100, "hop_length": 200, "n_fft": 800, "win_length": 800}
+    config = cls.from_dict({"mel": mel, "model": {"n_group": 8, "upsample_kernel_size": 800}})
+    assert (config.model.n_mels, config.model.hop_length) == (100, 200)
+    assert cls.from_dict(config.to_dict()) == config  # the stored form repeats them, and that is accepted
+    assert cls.from_dict({"mel": {"n_mels": 64}}).model.n_mels == 64  # no model section at all
+    with pytest.raises(ValueError, match=r"model.n_mels \(80\) differs from mel.n_mels \(100\)"):
+        cls.from_dict({"mel": mel, "model": {"n_mels": 80}})
+    with pytest.raises(ValueError, match=r"model.hop_length \(256\) differs from mel.hop_length \(200\)"):
+        cls.from_dict({"mel": mel, "model": {"hop_length": 256, "upsample_kernel_size": 800}})
+    # A ModelConfig object is taken as it is (and checked against the mel).
+    with pytest.raises(ValueError, match=r"model.n_mels \(80\) differs from mel.n_mels \(100\)"):
+        cls.from_dict({"mel": mel, "model": ModelConfig()})
+    assert ModelConfig().n_mels == 80 and ModelConfig().hop_length == 256  # alone: its own defaults
+
+
+def test_cosine_floor_above_the_learning_rate_is_refused_by_validate():
+    with pytest.raises(ValueError, match=r"train.min_learning_rate=0.01 exceeds train.learning_rate=0.001"):
+        TrainConfig(learning_rate=1e-3, lr_schedule="cosine", min_learning_rate=1e-2).validate()
+    TrainConfig(learning_rate=1e-3, lr_schedule="constant", min_learning_rate=1e-2).validate()  # unused floor

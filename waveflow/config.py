@@ -1,8 +1,8 @@
 """Typed configuration.
 
-Every config is a frozen dataclass. ``from_dict`` rejects unknown keys (naming them and the
-section), ``to_dict`` gives plain Python types for YAML/JSON and checkpoints, and ``validate``
-checks cross-field rules and raises ``ValueError`` with the offending numbers.
+Every config is a frozen dataclass. ``from_dict`` rejects unknown keys (naming their dotted path and
+the valid keys there), ``to_dict`` gives plain Python types for YAML/JSON and checkpoints, and
+``validate`` checks cross-field rules and raises ``ValueError`` with the offending numbers.
 
 Only composition roots (``WaveGlow.from_config``, the training loop, the CLI) read these objects;
 leaf modules take plain keyword arguments.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -99,13 +100,17 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any] | None, _where: str | None = None) -> T:
-        where = _where or cls.__name__
+        where = _where or cls.__name__  # the root class, then the dotted path: "ExperimentConfig.model"
         data = dict(data or {})
         hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+            root, _, section = where.partition(".")
+            paths = ", ".join(repr(f"{section}.{k}" if section else k) for k in unknown)
+            level = f"in '{section}'" if section else f"at the top level of {root}"
+            what = f"key{'s' if len(unknown) > 1 else ''} {paths}"
+            raise ValueError(f"unknown config {what}; valid keys {level}: {', '.join(sorted(names))}")
         kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
         obj = cls(**kwargs)
         obj.validate()
@@ -257,6 +262,10 @@ class ModelConfig(ConfigBase):
     appended to the conditioning (``n_group`` more channels, which the coupling networks' layers do
     not read) and a zero-initialised linear map adds them to each coupling's shift, so a network can
     copy pitch pulses into the audio instead of decoding them from the mixed encoding.
+
+    ``n_mels`` and ``hop_length`` are the mel's: ``VocoderConfig.from_dict`` and ``ExperimentConfig.from_dict``
+    take them from the ``mel`` section unless the ``model`` section repeats them (older checkpoints
+    and YAML files do; they must then be equal). On its own a ``ModelConfig`` has the defaults below.
     """
 
     n_mels: int = 80
@@ -338,12 +347,20 @@ class ModelConfig(ConfigBase):
             )
 
 
-@dataclass(frozen=True)
-class VocoderConfig(ConfigBase):
-    """A model together with the mel convention it was trained on."""
+class _ModelOnMels(ConfigBase):
+    """A ``model`` and the ``mel`` it is conditioned on, which gives it ``n_mels`` and ``hop_length``."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    mel: MelConfig = field(default_factory=MelConfig)
+    model: ModelConfig
+    mel: MelConfig
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any] | None, _where: str | None = None) -> T:
+        data = dict(data or {})
+        model = data.get("model", {})
+        if isinstance(model, Mapping):  # a ModelConfig object is taken as it is
+            mel = data["mel"] = _coerce(data.get("mel", {}), MelConfig, f"{_where or cls.__name__}.mel")
+            data["model"] = {"n_mels": mel.n_mels, "hop_length": mel.hop_length, **model}
+        return super().from_dict(data, _where)
 
     def validate(self) -> None:
         super().validate()
@@ -355,6 +372,14 @@ class VocoderConfig(ConfigBase):
             self.model.hop_length == self.mel.hop_length,
             f"model.hop_length ({self.model.hop_length}) differs from mel.hop_length ({self.mel.hop_length})",
         )
+
+
+@dataclass(frozen=True)
+class VocoderConfig(_ModelOnMels):
+    """A model together with the mel convention it was trained on."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mel: MelConfig = field(default_factory=MelConfig)
 
 
 @dataclass(frozen=True)
@@ -467,6 +492,10 @@ class TrainConfig(ConfigBase):
         _require(self.aux_mel_weight >= 0, f"train.aux_mel_weight must be >= 0, got {self.aux_mel_weight}")
         _require(self.aux_sigma >= 0, f"train.aux_sigma must be >= 0, got {self.aux_sigma}")
         _require(self.f0_loss_weight >= 0, f"train.f0_loss_weight must be >= 0, got {self.f0_loss_weight}")
+        _require(
+            self.lr_schedule != "cosine" or self.min_learning_rate <= self.learning_rate,
+            f"train.min_learning_rate={self.min_learning_rate} exceeds train.learning_rate={self.learning_rate}",
+        )
         if self.max_cpu_minutes is not None:
             _require(
                 self.max_cpu_minutes > 0,
@@ -484,7 +513,7 @@ class TrainConfig(ConfigBase):
 
 
 @dataclass(frozen=True)
-class ExperimentConfig(ConfigBase):
+class ExperimentConfig(_ModelOnMels):
     """Everything a training run needs; written to the run directory and into every checkpoint."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -498,7 +527,6 @@ class ExperimentConfig(ConfigBase):
 
     def validate(self) -> None:
         super().validate()
-        self.vocoder.validate()
         _require(
             self.data.segment_length % self.model.n_group == 0,
             f"data.segment_length ({self.data.segment_length}) must be divisible by "

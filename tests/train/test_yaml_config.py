@@ -65,6 +65,30 @@ def test_unknown_keys_are_named_by_their_dotted_path(tmp_path, data, override, d
         load_config(path, [override] if override else [])
 
 
+def test_unknown_keys_name_the_valid_keys_at_their_level(tmp_path):
+    valid = "dilation_cycle, kernel_size, n_channels, n_layers, separable"
+    message = rf"unknown config key 'model.wavenet.n_layerz'; valid keys in 'model.wavenet': {valid}$"
+    with pytest.raises(ValueError, match=message):
+        load_config(write_yaml(tmp_path / "c.yaml", {"model": {"wavenet": {"n_layerz": 3}}}))
+    with pytest.raises(ValueError, match=message):
+        load_config(None, ["model.wavenet.n_layerz=3"])
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'optim'; valid keys at the top level of ExperimentConfig"
+    ):
+        load_config(None, ["optim.lr=3"])
+
+
+def test_the_mel_section_gives_the_model_its_bands_and_hop(tmp_path):
+    mel = {"n_mels": 100, "hop_length": 200, "n_fft": 800, "win_length": 800}
+    path = write_yaml(tmp_path / "c.yaml", {"mel": mel, "model": {"upsample_kernel_size": 800}})
+    config = load_config(path)
+    assert (config.model.n_mels, config.model.hop_length) == (100, 200)
+    assert load_config(write_config(config, tmp_path / "written.yaml")) == config  # written out in full
+    assert load_config(None, ["mel.n_mels=64"]).model.n_mels == 64
+    with pytest.raises(ValueError, match=r"model.n_mels \(80\) differs from mel.n_mels \(100\)"):
+        load_config(path, ["model.n_mels=80"])
+
+
 def test_malformed_override_and_file_errors(tmp_path):
     with pytest.raises(ValueError, match="section.key=value"):
         load_config(None, ["train.max_steps"])
@@ -85,6 +109,10 @@ def test_validation_errors_carry_the_numbers():
         load_config(None, ["data.segment_length=1023"])
     with pytest.raises(ValueError, match="batch_size"):
         load_config(None, ["train.batch_size=0"])
+    with pytest.raises(ValueError, match=r"train.min_learning_rate=0.01 exceeds train.learning_rate=0.001"):
+        load_config(
+            None, ["train.lr_schedule=cosine", "train.learning_rate=1e-3", "train.min_learning_rate=1e-2"]
+        )
 
 
 def test_relative_file_lists_become_absolute_against_base(tmp_path):

@@ -15,7 +15,9 @@ left out (the dataclass defaults apply)::
 Overrides name a field by its dotted path and take a YAML value: ``train.max_steps=1000``,
 ``model.wavenet.n_layers=4``, ``train.adam_betas=[0.9,0.98]``, ``mel.f_max=null``. Text fields
 (file lists, the device) take the text after ``=`` as is. Unknown keys, in the file or in an
-override, raise ``ValueError`` naming the dotted path and the valid keys at that level.
+override, raise ``ValueError`` naming the dotted path and the valid keys at that level (the check
+of :meth:`~waveflow.config.ConfigBase.from_dict`). ``model.n_mels`` and ``model.hop_length`` may
+be left out: they come from the ``mel`` section.
 
 Relative file-list paths (and ``data.mel_dir``, ``train.init_from``) are resolved against the
 current folder (as any path on a command line) and stored absolute, so a resumed run finds them
@@ -49,25 +51,6 @@ def _is_config_class(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, ConfigBase)
 
 
-def _check_keys(data: Mapping[str, Any], cls: type[ConfigBase], prefix: str) -> None:
-    """Raise ``ValueError`` naming the first unknown dotted key in ``data`` (a section of ``cls``)."""
-    fields = _field_types(cls)
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if key not in fields:
-            where = f"in '{prefix[:-1]}'" if prefix else "at the top level"
-            raise ValueError(f"unknown config key '{path}'; valid keys {where}: {', '.join(sorted(fields))}")
-        tp = fields[key]
-        if _is_config_class(tp):
-            if value is None:
-                continue
-            if not isinstance(value, Mapping):
-                raise ValueError(
-                    f"config key '{path}' must be a mapping of {tp.__name__} fields, got {value!r}"
-                )
-            _check_keys(value, tp, f"{path}.")
-
-
 def _parse_override(item: str) -> tuple[list[str], str]:
     key, sep, value = item.partition("=")
     key = key.strip()
@@ -77,21 +60,17 @@ def _parse_override(item: str) -> tuple[list[str], str]:
 
 
 def _override_value(parts: list[str], raw: str) -> Any:
-    """Check the dotted path ``parts`` and convert ``raw`` (YAML, or verbatim for text fields)."""
+    """Convert ``raw`` (YAML, or verbatim for text fields). An unknown key is left for
+    ``ExperimentConfig.from_dict`` to name; a key below a value is refused here."""
     tp: Any = ExperimentConfig
     for i, part in enumerate(parts):
+        if tp is None:  # an unknown key
+            break
         if not _is_config_class(tp):
             raise ValueError(
                 f"config key '{'.'.join(parts[:i])}' is a value, not a section; cannot set '{'.'.join(parts)}'"
             )
-        fields = _field_types(tp)
-        if part not in fields:
-            level = ".".join(parts[:i])
-            where = f"in '{level}'" if level else "at the top level"
-            raise ValueError(
-                f"unknown config key '{'.'.join(parts[: i + 1])}'; valid keys {where}: {', '.join(sorted(fields))}"
-            )
-        tp = fields[part]
+        tp = _field_types(tp).get(part)
     if tp is str:
         return raw
     try:
@@ -101,7 +80,8 @@ def _override_value(parts: list[str], raw: str) -> Any:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of the nested dict ``data`` with each ``dotted.key=value`` of ``overrides`` applied."""
+    """A copy of the nested dict ``data`` with each ``dotted.key=value`` of ``overrides`` applied
+    (unknown keys are refused when the result becomes an ``ExperimentConfig``)."""
     out = _deep_copy(data)
     for item in overrides:
         parts, raw = _parse_override(item)
@@ -162,12 +142,7 @@ def load_config(
                 f"{path} must hold a mapping with sections model/mel/data/train, got {type(loaded).__name__}"
             )
         data = _deep_copy(loaded or {})
-        try:
-            _check_keys(data, ExperimentConfig, "")
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
     data = apply_overrides(data, overrides)
-    _check_keys(data, ExperimentConfig, "")  # a whole section may have been set by an override
     _absolute_paths(data, base or Path.cwd())
     return ExperimentConfig.from_dict(data)
 
