@@ -1,4 +1,4 @@
-"""``waveflow prepare-ljspeech``: lists, report, archive input, and no partial output on errors."""
+"""``waveflow prepare-ljspeech`` (and ``prepare_ljspeech``): lists, report, archive input, no partial output."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from waveflow.cli import main
-from waveflow.data import build_demo_corpus, read_filelist
+from waveflow.data import build_demo_corpus, prepare_ljspeech, read_filelist
+from waveflow.errors import InputError
 
 OUTPUTS = ["prepare_report.json", "test.txt", "train.txt", "val.txt"]
 
@@ -129,3 +130,25 @@ def test_split_dir_and_option_checks(demo: Path, tmp_path: Path, capsys):
     assert report["notes"] and "no test list" in report["notes"][0]
     assert main(["prepare-ljspeech", str(demo), str(out), "--num-val", "3"]) == 2
     assert "--split random only" in capsys.readouterr().err
+
+
+def test_prepare_ljspeech_from_python(demo: Path, tmp_path: Path):
+    """The library call behind the command: a report back, lines to ``log``, no partial output."""
+    lines: list[str] = []
+    out = tmp_path / "data"
+    report = prepare_ljspeech(
+        demo, out, "random", num_val=2, num_test=2, seed=7, log=lines.append, disable_progress=True
+    )
+    assert sorted(p.name for p in out.iterdir()) == OUTPUTS
+    assert report == json.loads((out / "prepare_report.json").read_text())
+    assert report["sizes"] == {"train": 4, "val": 2, "test": 2} and report["seed"] == 7
+    assert [len(read_filelist(out / f"{part}.txt")) for part in ("train", "val", "test")] == [4, 2, 2]
+    assert lines[0] == f"8 utterances in {demo.absolute() / 'metadata.csv'}"
+    assert lines[-1].startswith("random split: 4 train / 2 val / 2 test")
+
+    with pytest.raises(InputError, match="leaves the val and test part"):
+        prepare_ljspeech(demo, tmp_path / "nvidia", log=lines.append, disable_progress=True)
+    assert not (tmp_path / "nvidia").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="is not a folder"):
+        prepare_ljspeech(demo, tmp_path / "file", "random")

@@ -35,14 +35,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from waveflow.infer.vocoder import Vocoder
-
-SYSTEMS = ("waveflow", "griffin_lim")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -93,23 +85,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    import csv
-    import io
-    import json
     import warnings
 
-    from tqdm import tqdm
-
-    from waveflow import __version__
-    from waveflow.audio.io import load_audio
     from waveflow.cli import CLIError
     from waveflow.cli._inputs import (
         AUDIO_EXTENSIONS,
         Failures,
-        atomic_write_text,
         check_output_dir,
         collect_inputs,
-        json_safe,
         load_vocoder,
         make_output_dir,
         mel_of,
@@ -121,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from waveflow.cli.resynthesize import load_at_rate
     from waveflow.cli.synthesize import check_synthesis_arguments, run_seed, synthesize_mels
-    from waveflow.eval import griffin_lim as gl
     from waveflow.eval import metrics, plots
+    from waveflow.eval import run as evaluation
 
     check_synthesis_arguments(args)
     if args.griffin_lim_iters < 1:
@@ -137,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         plots.require_matplotlib()  # before the model is loaded
     references = collect_inputs(args.references, args.filelist, AUDIO_EXTENSIONS, what="reference audio")
     generated_dir = Path(args.generated_dir)
-    missing = [r for r in references if not (generated_dir / f"{r.stem}.wav").is_file()]
+    missing = [r for r in references if not evaluation.generated_path(generated_dir, r).is_file()]
     if missing and not args.synthesize:
         names = ", ".join(f"{r.stem}.wav" for r in missing[:10]) + (
             f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -151,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
     vocoder = load_vocoder(
         args.checkpoint, device=resolve_device(args.device), precision=args.precision, engine=args.engine
     )
-    sample_rate = vocoder.sample_rate
     out_dir = make_output_dir(args.output_dir)
     plots_dir = make_output_dir(out_dir / "plots") if args.plots else None
     failures = Failures()
@@ -162,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
         items = []
         for path in missing:
             try:
-                audio = load_at_rate(path, sample_rate)
-                items.append((path, mel_of(vocoder, audio)))
+                items.append((path, mel_of(vocoder, load_at_rate(path, vocoder.sample_rate))))
             except ValueError as exc:
                 failures.add(path, exc)
         with record_clipping() as clipped:
@@ -179,137 +160,46 @@ def run(args: argparse.Namespace) -> int:
                 desc="synthesize missing",
             )
 
-    systems = SYSTEMS if args.griffin_lim else SYSTEMS[:1]
-    rows: list[dict] = []
     failed = {p for p, _ in failures.items}
+    settings = {"griffin_lim": args.griffin_lim, "griffin_lim_iters": args.griffin_lim_iters}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", metrics.MetricUnavailableWarning)
-        for path in tqdm(
-            references, desc="evaluate", unit="file", file=sys.stderr, disable=progress_disabled()
-        ):
-            if path in failed:
-                continue
-            generated_path = generated_dir / f"{path.stem}.wav"
-            try:
-                reference = load_at_rate(path, sample_rate)
-                generated, generated_rate = load_audio(generated_path)
-                if generated_rate != sample_rate:
-                    notice(f"{generated_path} is {generated_rate} Hz; resampling to {sample_rate} Hz")
-                    generated, _ = load_audio(generated_path, sample_rate)
-                scores = vocoder.score(reference, sample_rate)
-                estimates = {"waveflow": generated}
-                if args.griffin_lim:
-                    mel = mel_of(vocoder, reference)
-                    estimates["griffin_lim"] = gl.griffin_lim(
-                        mel, vocoder.mel_config, n_iter=args.griffin_lim_iters
-                    )
-                file_rows = []
-                for system in systems:
-                    ref, est = metrics.align(reference, estimates[system])
-                    file_rows.append(
-                        {
-                            "file": path.stem,
-                            "system": system,
-                            "num_samples": ref.shape[0],
-                            **metrics.compute_metrics(ref, est, sample_rate),
-                            "ref_nll_nats": float(scores["nats_per_sample"]),
-                            "ref_nll_bits": float(scores["bits_per_sample"]),
-                        }
-                    )
-                if plots_dir is not None:
-                    _plot_mels(vocoder, reference, estimates, plots_dir / f"{path.stem}.png", title=path.stem)
-            except ValueError as exc:
-                failures.add(path, exc)
-                continue
-            rows.extend(file_rows)
+        rows, errors = evaluation.evaluate_files(
+            vocoder,
+            [r for r in references if r not in failed],
+            generated_dir,
+            plots_dir=plots_dir,
+            notice=notice,
+            disable_progress=progress_disabled(),
+            **settings,
+        )
     for message in dict.fromkeys(str(w.message) for w in caught):
         notice(message)
-
-    columns = ["file", "system", "num_samples", *metrics.METRIC_NAMES, "ref_nll_nats", "ref_nll_bits"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    for path, reason in errors:
+        failures.add(path, reason)
+    summary = evaluation.summarize(
+        rows,
+        vocoder,
+        checkpoint=args.checkpoint,
+        generated_dir=generated_dir,
+        num_references=len(references),
+        failed=failures.items,
+        clipped_samples=clipped,
+        plots_dir=plots_dir,
+        synthesized_missing=len(missing),
+        **settings,
+    )
     with writing(out_dir / "metrics.csv") as target:
-        atomic_write_text(target, buffer.getvalue())
-
-    summary_systems = {}
-    for system in systems:
-        system_rows = [r for r in rows if r["system"] == system]
-        summary_systems[system] = {}
-        for name in metrics.METRIC_NAMES:
-            mean, count = metrics.finite_mean([r[name] for r in system_rows])
-            summary_systems[system][name] = {"mean": mean, "count": count}
-    first_rows = [r for r in rows if r["system"] == "waveflow"]
-    nll = {}
-    for unit in ("nats", "bits"):
-        mean, count = metrics.finite_mean([r[f"ref_nll_{unit}"] for r in first_rows])
-        nll[unit] = {"mean": mean, "count": count}
-    summary = {
-        "checkpoint": str(args.checkpoint),
-        "generated_dir": str(generated_dir),
-        "num_references": len(references),
-        "num_evaluated": len(first_rows),
-        "systems": summary_systems,
-        "reference_nll_per_sample": nll,
-        "failed": [{"path": str(p), "reason": r} for p, r in failures.items],
-        "clipped_samples": clipped,
-        "plots_dir": str(plots_dir) if plots_dir is not None else None,
-        "config": {
-            "waveflow_version": __version__,
-            "sample_rate": sample_rate,
-            "mel_config": vocoder.mel_config.to_dict(),
-            "length_alignment": "trim both to the shorter",
-            "pesq": f"wideband (P.862.2) at {metrics.PESQ_SAMPLE_RATE} Hz",
-            "stoi": "classic (not extended)",
-            "mrstft_resolutions": [
-                {"n_fft": n, "hop_length": h, "win_length": w} for n, h, w in metrics.MRSTFT_RESOLUTIONS
-            ],
-            "mrstft": "spectral convergence + mean |ln S_ref - ln S_est|, averaged over resolutions",
-            "mel_l1": "mean |ln mel| difference, Tacotron2 convention (80 Slaney mels, 0-8000 Hz, floor 1e-5)",
-            "f0": "pYIN 65.4-1046.5 Hz; RMSE in cents on frames voiced in both; voicing decision error rate",
-            "griffin_lim": {
-                "enabled": bool(args.griffin_lim),
-                "n_iter": args.griffin_lim_iters,
-                "random_state": 0,
-            },
-            "synthesized_missing": len(missing) if args.synthesize else 0,
-        },
-    }
+        evaluation.write_metrics_csv(target, rows)
     with writing(out_dir / "summary.json") as target:
-        atomic_write_text(target, json.dumps(json_safe(summary), indent=2) + "\n")
+        evaluation.write_summary(target, summary)
 
+    systems, nll = summary["systems"], summary["reference_nll_per_sample"]
     width = max(len(name) for name in metrics.METRIC_NAMES) + 2
     print(f"{'metric (mean)':<{width}}" + "".join(f"{system:>14}" for system in systems))
     for name in metrics.METRIC_NAMES:
-        print(f"{name:<{width}}" + "".join(f"{summary_systems[s][name]['mean']:>14.4f}" for s in systems))
+        print(f"{name:<{width}}" + "".join(f"{systems[s][name]['mean']:>14.4f}" for s in systems))
     print(f"reference NLL: {nll['nats']['mean']:.4f} nats/sample ({nll['bits']['mean']:.4f} bits/sample)")
     plotted = f" (plots in {plots_dir})" if plots_dir is not None else ""
     print(f"wrote {out_dir / 'metrics.csv'} and {out_dir / 'summary.json'}{plotted}", file=sys.stderr)
     return failures.report("evaluate", len(references))
-
-
-_PLOT_LABELS = {"waveflow": "waveflow", "griffin_lim": "Griffin-Lim"}
-
-
-def _plot_mels(
-    vocoder: Vocoder, reference: np.ndarray, estimates: dict[str, np.ndarray], target: Path, *, title: str
-) -> None:
-    """``target``: the checkpoint's log-mels of ``reference`` and of each system's audio (all cut to
-    the shortest), on one colour scale, and waveflow - reference."""
-    from waveflow.cli._inputs import mel_of, writing
-    from waveflow.eval import plots
-
-    num_samples = min(reference.shape[0], *(audio.shape[0] for audio in estimates.values()))
-    mels = {"reference": mel_of(vocoder, reference[:num_samples])}
-    for system, audio in estimates.items():
-        mels[_PLOT_LABELS[system]] = mel_of(vocoder, audio[:num_samples])
-    figure = plots.mel_comparison_figure(
-        mels,
-        difference=("waveflow", "reference"),
-        sample_rate=vocoder.sample_rate,
-        hop_length=vocoder.hop_length,
-        title=title,
-    )
-    with writing(target):
-        plots.save_png(figure, target)

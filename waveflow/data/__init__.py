@@ -1,4 +1,4 @@
-"""Data: file lists, LJSpeech metadata and splits, audio checks, training and validation datasets.
+"""Data: file lists, LJSpeech metadata, splits and preparation, audio checks, training/validation datasets.
 
 Datasets return audio only (no feature maths); the training loop computes mels on the device.
 """
@@ -18,6 +18,7 @@ from waveflow.data.ljspeech import (
     read_metadata,
     split_corpus,
 )
+from waveflow.data.prepare import prepare_ljspeech
 
 __all__ = [
     "SPLITS",
@@ -31,6 +32,7 @@ __all__ = [
     "extract_archive",
     "find_corpus_root",
     "load_split",
+    "prepare_ljspeech",
     "read_filelist",
     "read_id_list",
     "read_metadata",
