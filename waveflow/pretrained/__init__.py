@@ -125,7 +125,7 @@ _MODELS = (
     PretrainedModel(
         name="compact-speech-v2",
         file="compact_speech_v2.pt",
-        sha256="b26286c03a98530e3c70e61bad0b41cc8347b77bc99ad9433cddb1e5a2f7ef1c",
+        sha256="3f3f2a5c41adbcb7cf39fab05c88d2ee3b8f272532b005bbdb510e21d3cbc45a",
         description="compact flow with a pitch-synchronous source (5.8 M parameters, frame-rate "
         "conditioning, a sine at the predicted F0) trained on CPUs on ~29 minutes of multi-speaker, "
         "multi-lingual speech at 22.05 kHz, Tacotron2 mels",
