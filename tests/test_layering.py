@@ -1,9 +1,9 @@
 """Import hygiene: the dependency direction of DESIGN.md §2, checked statically and in a fresh interpreter.
 
 Layers (a module may import from its own layer or lower ones):
-  0  config, errors, presets, flows, nn, audio.features
+  0  config, errors, devices, latent, presets, flows, nn, audio.features
   1  model, losses
-  2  checkpoint, pretrained, interop, data, audio.io, audio (package)
+  2  checkpoint, safe_load, pretrained, interop, data, audio.io, audio (package)
   3  train, infer, eval
   4  cli, __main__
 ``flows`` never imports ``nn``.
@@ -23,6 +23,8 @@ LAYERS = [
     ("config", 0),
     ("errors", 0),
     ("fileio", 0),
+    ("devices", 0),
+    ("latent", 0),
     ("presets", 0),
     ("flows", 0),
     ("nn", 0),
@@ -31,6 +33,7 @@ LAYERS = [
     ("model", 1),
     ("losses", 1),
     ("checkpoint", 2),
+    ("safe_load", 2),
     ("pretrained", 2),
     ("interop", 2),
     ("data", 2),

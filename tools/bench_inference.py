@@ -7,7 +7,8 @@ runs after ``--warmup``. Variants of one case run interleaved (A B C A B C ...),
 shared machine hit all of them; each run also records the CPU time other processes used meanwhile
 (``other_load_cores``, from ``/proc/stat``), so a noisy run can be recognised.
 
-Variants (all decode the same mel with the same noise; ``max_abs_diff`` is against ``waveflow``):
+Variants (all decode the same mel with the same noise; ``max_abs_diff`` is against ``waveflow``, or
+``nvidia`` when ``waveflow`` is not run: ``max_abs_diff_vs``):
 
 * ``nvidia``: NVIDIA/waveglow's ``glow.WaveGlow`` (PyPI ``waveglow==22.12.28``) on the same weights
   (``waveflow.interop.nvidia.to_nvidia_state_dict``), weight norm removed as its ``inference.py``
@@ -16,7 +17,13 @@ Variants (all decode the same mel with the same noise; ``max_abs_diff`` is again
 * ``waveflow``: :meth:`WaveGlow.infer` as trained (weight norm as a parametrization);
   ``waveflow_nown``: the same with weight norm folded.
 * ``fast_unfolded`` / ``fast``: :class:`waveflow.infer.fast.FastWaveGlow` without / with the
-  upsampler folded into the conditioning.
+  upsampler folded into the conditioning; ``fast_budget``: folded into as many layers as
+  ``--fold-budget-mb`` of folded weight allow (``fold_upsampler=<bytes>``).
+
+Memory (unless ``--no-memory``): per variant and mel length (batch 1), a fresh process builds the
+variant from the same weights, drops the source model unless it is the variant, and reports its
+resident memory after the build and the peak RSS of one synthesis (``memory``, MiB, see
+:func:`memory_probe`), and ``peak_rss_minus_nvidia_mb``.
 
 Baselines, once per mel length: ``griffin_lim`` (librosa, 32 iterations, on ``exp(mel)``) and
 ``wavenet`` (PyPI ``wavenet-vocoder==0.1.1``, r9y9's WaveNet in its LJSpeech configuration,
@@ -41,6 +48,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -50,7 +58,7 @@ from typing import Any
 
 import flops
 import torch
-from bench_report import write_report
+from bench_report import status_mb, write_report
 
 from waveflow import presets
 from waveflow.config import ModelConfig
@@ -296,6 +304,141 @@ def griffin_lim_run(mel: torch.Tensor, hop_length: int, n_iter: int) -> Callable
     return run
 
 
+# The fast engine's variants: FastWaveGlow.from_model's fold_upsampler ("fast_budget": a byte
+# budget, --fold-budget-mb; as many layers folded as fit).
+FAST_VARIANTS = ("fast_unfolded", "fast", "fast_budget")
+
+
+def fold_setting(key: str, args: argparse.Namespace) -> bool | int:
+    """``fold_upsampler`` of a fast variant."""
+    return {"fast_unfolded": False, "fast": True}.get(key, int(args.fold_budget_mb * 2**20))
+
+
+def build_variant(key: str, model: WaveGlow, args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The object variant ``key`` runs for ``model``, or (None, why not)."""
+    if key == "waveflow":
+        return model, None
+    if key == "waveflow_nown":
+        return folded_copy(model), None
+    if key == "nvidia":
+        return nvidia_model(model)
+    cfg = model.config
+    if cfg.conditioning != "upsample" or cfg.wavenet.separable:
+        return None, "the fast engine compiles WaveGlow's architecture, not the compact family"
+    return FastWaveGlow.from_model(model, fold_upsampler=fold_setting(key, args)), None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the next peak is the call's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
+    """In a fresh process: one variant's resident memory (MB) for one mel length.
+
+    The source model is built (random weights, or ``--nvidia-checkpoint``), the variant is built
+    from it, and the source is dropped unless the variant is the model itself (the C heap is
+    trimmed, see :func:`_malloc_trim`); then ``rss_after_build_mb``, and ``peak_rss_mb``: the peak
+    RSS of one ``infer`` (VmHWM reset just before it), i.e. the variant's weights and everything
+    its synthesis allocates. ``build_peak_mb`` is the process's peak before that reset (source
+    model and build included). The same process start (``rss_at_start_mb``: Python, torch) is in
+    every figure.
+    """
+    torch.set_num_threads(args.threads)
+    key, preset_name, seconds = args.memory_probe
+    seconds = float(seconds)
+    base = status_mb("VmRSS")
+    model = _source_model(preset_name, args)
+    cfg = model.config
+    variant, why = build_variant(key, model, args)
+    if variant is None:
+        return {"skipped": why}
+    if variant is not model:
+        del model
+    import gc
+
+    gc.collect()
+    trimmed = _malloc_trim()
+    frames = max(1, round(seconds * SAMPLE_RATE / cfg.hop_length))
+    mel = torch.randn(1, cfg.n_mels, frames, generator=torch.Generator().manual_seed(args.seed)) * 1.5 - 5.0
+    fn = _infer_fn(key, variant, mel, args.sigma, args.seed)
+    build_peak = status_mb("VmHWM")
+    built = status_mb("VmRSS")
+    reset = _reset_peak_rss()
+    fn()
+    peak = status_mb("VmHWM")
+    return {
+        "frames": frames,
+        "rss_at_start_mb": base,
+        "rss_after_build_mb": built,
+        "peak_rss_mb": peak,
+        "infer_mb": peak - built,
+        "build_peak_mb": build_peak,
+        "peak_was_reset": reset,
+        "heap_trimmed": trimmed,
+    }
+
+
+def _malloc_trim() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc), so that RSS counts live memory only:
+    what the build freed (the source model, float64 temporaries) does not stay resident."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) or True)
+    except (OSError, AttributeError):
+        return False
+
+
+def memory_probes(
+    keys: list[str], preset_name: str, seconds: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """:func:`memory_probe` of every variant, each in its own fresh process."""
+    out = {}
+    for key in keys:
+        cmd = [sys.executable, __file__, "--memory-probe", key, preset_name, str(seconds)]
+        cmd += ["--threads", str(args.threads), "--seed", str(args.seed), "--sigma", str(args.sigma)]
+        cmd += ["--fold-budget-mb", str(args.fold_budget_mb)]
+        if args.nvidia_checkpoint:
+            cmd += ["--nvidia-checkpoint", args.nvidia_checkpoint]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+        if result.returncode != 0:
+            out[key] = {"failed": result.stderr[-2000:]}
+        else:
+            out[key] = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"    memory {key} {seconds:g}s: {out[key].get('peak_rss_mb', out[key])}", file=sys.stderr)
+    return out
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with the folder this process imported ``waveflow`` from on the path."""
+    import waveflow
+
+    env = dict(os.environ)
+    root = str(Path(waveflow.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _source_model(preset_name: str, args: argparse.Namespace) -> WaveGlow:
+    """The model a preset's variants are built from: NVIDIA's weights if given, else random ones."""
+    if args.nvidia_checkpoint and preset_name == "waveglow_ljspeech":
+        from waveflow.interop.nvidia import load_nvidia_checkpoint
+
+        cfg, state = load_nvidia_checkpoint(args.nvidia_checkpoint)
+        model = WaveGlow.from_config(cfg)
+        if not cfg.weight_norm:
+            model.remove_weight_norm()
+        model.load_state_dict(state)
+        return model.eval()
+    return build_model(model_config(preset_name), args.seed)
+
+
 # -- the benchmark ------------------------------------------------------------------------------
 def bench_case(
     name: str,
@@ -310,13 +453,15 @@ def bench_case(
         if key not in outputs:
             outputs[key] = fn()
     walls, others = time_interleaved(variants, args.repeats)
-    base = outputs.get("waveflow")
+    base_key = next((k for k in ("waveflow", "nvidia") if k in outputs), None)
+    base = outputs.get(base_key)
     result = {}
     for key in variants:
         entry = summarize(walls[key], others[key])
         out = outputs[key]
         if base is not None and out is not None:
             entry["max_abs_diff"] = float((out.float() - base.float()).abs().max())
+            entry["max_abs_diff_vs"] = base_key
             entry["finite"] = bool(torch.isfinite(out).all())
         result[key] = entry
     print(f"  {name}: " + ", ".join(f"{k} {v['median_s']:.3f}s" for k, v in result.items()), file=sys.stderr)
@@ -339,38 +484,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "baselines": [],
     }
     for preset_name in args.presets:
-        if args.nvidia_checkpoint and preset_name == "waveglow_ljspeech":
-            from waveflow.interop.nvidia import load_nvidia_checkpoint
-
-            cfg, state = load_nvidia_checkpoint(args.nvidia_checkpoint)
-            model = WaveGlow.from_config(cfg)
-            if not cfg.weight_norm:
-                model.remove_weight_norm()
-            model.load_state_dict(state)
-            model.eval()
-        else:
-            cfg = model_config(preset_name)
-            model = build_model(cfg, args.seed)
+        model = _source_model(preset_name, args)
+        cfg = model.config
         print(f"{preset_name}: building variants", file=sys.stderr)
         built: dict[str, Any] = {"waveflow": model}
         build_s: dict[str, float] = {}
         notes: dict[str, str] = {}
-        if "nvidia" in args.variants:
-            ref, why = nvidia_model(model)
-            if ref is None:
-                notes["nvidia"] = why
+        for key in args.variants:
+            if key == "waveflow":
+                continue
+            t = time.perf_counter()
+            obj, why = build_variant(key, model, args)
+            if obj is None:
+                notes[key] = why
             else:
-                built["nvidia"] = ref
-        if "waveflow_nown" in args.variants:
-            built["waveflow_nown"] = folded_copy(model)
-        compact = cfg.conditioning != "upsample" or cfg.wavenet.separable
-        for key, fold in (("fast_unfolded", False), ("fast", True)):
-            if key in args.variants and compact:
-                notes[key] = "the fast engine compiles WaveGlow's architecture, not the compact family"
-            elif key in args.variants:
-                t = time.perf_counter()
-                built[key] = FastWaveGlow.from_model(model, fold_upsampler=fold)
+                built[key] = obj
                 build_s[key] = time.perf_counter() - t
+        compact = cfg.conditioning != "upsample" or cfg.wavenet.separable
         hop = cfg.hop_length
         for seconds in args.seconds:
             frames = max(1, round(seconds * SAMPLE_RATE / hop))
@@ -393,12 +523,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     entry["khz"] = audio_seconds * SAMPLE_RATE / entry["median_s"] / 1e3
                     entry["gflops_reference_count"] = ref_flops / entry["median_s"] / 1e9
                     if key.startswith("fast"):
-                        executed = flops.fast_flops(cfg, frames, batch, fold_upsampler=key == "fast")["total"]
+                        fold = fold_setting(key, args)
+                        executed = flops.fast_flops(cfg, frames, batch, fold_upsampler=fold)["total"]
                         entry["gflops_executed"] = executed / entry["median_s"] / 1e9
                         entry["build_s"] = build_s[key]
                     if "nvidia" in timings:
                         entry["speedup_vs_nvidia"] = timings["nvidia"]["median_s"] / entry["median_s"]
                         entry["speedup_vs_nvidia_min"] = timings["nvidia"]["min_s"] / entry["min_s"]
+                if args.memory and batch == 1:
+                    memory = memory_probes(list(variants), preset_name, seconds, args)
+                    nvidia_peak = memory.get("nvidia", {}).get("peak_rss_mb")
+                    for key, entry in timings.items():
+                        entry["memory"] = memory[key]
+                        peak = memory[key].get("peak_rss_mb")
+                        if nvidia_peak is not None and peak is not None:
+                            entry["peak_rss_minus_nvidia_mb"] = peak - nvidia_peak
                 report["cases"].append(
                     {
                         "preset": preset_name,
@@ -490,7 +629,7 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
-ALL_VARIANTS = ("nvidia", "waveflow", "waveflow_nown", "fast_unfolded", "fast")
+ALL_VARIANTS = ("nvidia", "waveflow", "waveflow_nown", *FAST_VARIANTS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -514,6 +653,12 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=physical_cores(), help="torch threads (default: physical cores)"
     )
     parser.add_argument("--sigma", type=float, default=0.6)
+    parser.add_argument(
+        "--fold-budget-mb",
+        type=float,
+        default=400.0,
+        help="fast_budget: MiB of folded conditioning weight (FastWaveGlow fold_upsampler=<bytes>)",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--nvidia-checkpoint", help="real weights for waveglow_ljspeech (NVIDIA .pt)")
     parser.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false")
@@ -522,10 +667,22 @@ def main(argv: list[str] | None = None) -> int:
         "--wavenet-frames", type=int, default=2, help="frames the WaveNet generates (0: skip)"
     )
     parser.add_argument("--wavenet-size", choices=sorted(WAVENET_CONFIGS), default="ljspeech")
+    parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the peak-RSS subprocesses (one fresh process per variant and mel length, batch 1)",
+    )
+    parser.add_argument(
+        "--memory-probe", nargs=3, metavar=("VARIANT", "PRESET", "SECONDS"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--out", type=Path, help="write the JSON report here (default: stdout)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args)))
+        return 0
     write_report(run(args), args.out)
     return 0
 

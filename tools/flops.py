@@ -28,6 +28,7 @@ import sys
 from waveflow import presets
 from waveflow.config import ModelConfig
 from waveflow.flows import EarlyOutputSchedule
+from waveflow.infer.fast import folded_layers
 
 SAMPLE_RATE = 22050
 
@@ -75,38 +76,56 @@ def reference_flops(cfg: ModelConfig, num_frames: int, batch_size: int = 1) -> d
 
 
 def fast_flops(
-    cfg: ModelConfig, num_frames: int, batch_size: int = 1, fold_upsampler: bool = True, winograd: bool = True
+    cfg: ModelConfig,
+    num_frames: int,
+    batch_size: int = 1,
+    fold_upsampler: bool | int = True,
+    winograd: bool = True,
 ) -> dict[str, int]:
     """FLOPs that :class:`~waveflow.infer.fast.FastWaveGlow` executes for ``num_frames`` frames.
 
-    Exact, including the rows an off-centre tap of a dilated conv skips at the sequence edges, and
-    (``winograd``, the engine's default for kernel 3) the F(4, 3) tiles of the layers after the
-    first: 6 GEMMs per 4 rows over whole tiles, plus the tile transforms (GEMMs with 6 columns).
+    ``fold_upsampler`` as the engine takes it: ``True``, ``False`` or a byte budget (a partial
+    fold: :func:`~waveflow.infer.fast.folded_layers` layers folded, the rest projected from the
+    upsampled mel, whose rows then carry ``extra`` zero-weighted inputs). Exact: the first layer's
+    taps are one GEMM over its input's ``K`` shifted copies; the other layers' are (``winograd``,
+    the engine's default for kernel 3) the F(4, 3) tiles, 6 GEMMs per 4 rows over whole tiles (the
+    tile transforms are vector additions, not counted), or the direct taps, without the rows an
+    off-centre tap skips at the sequence edges.
     """
     groups = num_frames * cfg.hop_length // cfg.n_group
     wn = cfg.wavenet
     c, n_layers, k = wn.n_channels, wn.n_layers, wn.kernel_size
     window = math.ceil(cfg.upsample_kernel_size / cfg.hop_length)
-    out = dict.fromkeys(("cond", "start", "in_layers", "winograd_transforms", "res_skip", "mix"), 0)
+    positions = cfg.hop_length // cfg.n_group
+    n_folded = folded_layers(cfg, fold_upsampler)
+    total_layers = cfg.n_flows * n_layers
+    partial = 0 < n_folded < total_layers
+    extra = -(-window * cfg.n_mels // positions) if partial else 0
+    out = dict.fromkeys(("cond", "start", "in_layers", "res_skip", "mix"), 0)
     winograd = winograd and k == 3 and n_layers > 1
     tiles = [-(-groups // (4 * 2**i)) * 2**i for i in range(n_layers)]  # rows of each of the 6 GEMMs
-    if not fold_upsampler:
-        out = {"upsample": 2 * num_frames * cfg.n_mels * cfg.n_mels * cfg.upsample_kernel_size, **out}
+    if n_folded < total_layers:  # per hop block, a GEMM from its window of frames to its rows
+        width = cfg.n_mels * cfg.n_group + extra
+        out = {"upsample": 2 * num_frames * window * cfg.n_mels * positions * width, **out}
     # Rows each tap of layer i multiplies: all of them for the centre tap, fewer near the edges.
     tap_rows = [
         sum(max(groups - abs((j - (k - 1) // 2) * 2**i), 0) for j in range(k)) for i in range(n_layers)
     ]
-    for channels in _schedule(cfg).channels:
+    # The engine folds the first n_folded (step, layer) pairs in the order it runs them.
+    order = [(s, i) for s in reversed(range(cfg.n_flows)) for i in range(n_layers)]
+    folded = set(order[:n_folded])
+    for step, channels in enumerate(_schedule(cfg).channels):
         n_a, n_out = channels // 2, _out_channels(cfg, channels)
-        if fold_upsampler:  # per hop block: (W * n_mels) x (P * 2CL), i.e. W * n_mels per output
-            out["cond"] += 2 * window * cfg.n_mels * 2 * c * n_layers * groups
-        else:
-            out["cond"] += 2 * (cfg.n_mels * cfg.n_group) * (2 * c * n_layers) * groups
+        for i in range(n_layers):
+            if (step, i) in folded:  # per hop block: (W * n_mels) x (P * 2C), W * n_mels per output
+                inputs = positions * extra if partial else window * cfg.n_mels
+            else:
+                inputs = cfg.n_mels * cfg.n_group + extra
+            out["cond"] += 2 * inputs * 2 * c * groups
         out["start"] += 2 * n_a * c * groups  # the residual stream's first value
-        out["in_layers"] += 2 * n_a * 2 * c * tap_rows[0]
+        out["in_layers"] += 2 * k * n_a * 2 * c * groups  # one GEMM over the K shifted copies of x_a
         if winograd:
             out["in_layers"] += sum(2 * 6 * r * c * 2 * c for r in tiles[1:])
-            out["winograd_transforms"] += sum(2 * 6 * 6 * r * c + 2 * 4 * 6 * r * 2 * c for r in tiles[1:])
         else:
             out["in_layers"] += sum(2 * c * 2 * c * r for r in tap_rows[1:])
         out["res_skip"] += 2 * ((n_layers - 1) * c * (c + n_out) + c * n_out) * groups

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     mel = -4.6 + 0.5 * torch.randn(1, model_config.n_mels, num_frames, generator=generator)
 
     if args.path == "forward":
-        chunk_frames = vocoder._chunk_frames(vocoder._fast_engine() is not None)
+        chunk_frames = vocoder._chunk_groups(vocoder.inverse_engine()) * vocoder.n_group // vocoder.hop_length
     else:
         chunk_frames = args.chunk_frames or 64
     start = time.perf_counter()

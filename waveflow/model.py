@@ -31,6 +31,7 @@ from waveflow.flows import (
     squeeze,
     unsqueeze,
 )
+from waveflow.latent import item_latents
 from waveflow.nn import FrameConditioner, MelUpsampler, SeparableWaveNet, WaveNet
 from waveflow.nn.source import F0Predictor, sine_excitation
 from waveflow.nn.wavenet import fold_weight_norm
@@ -132,8 +133,12 @@ class WaveGlow(nn.Module):
         group depends on ``n_flows * context`` groups each side (the 1x1 mixing is pointwise).
         Mel frames reach further through the upsampler kernel (``upsample_kernel_size`` samples).
         """
-        ctx = sum(step.coupling.conditioner.context for step in self.flow.steps)
-        return self.n_group * (2 * ctx + 1)
+        return self.n_group * (2 * self.context_groups + 1)
+
+    @property
+    def context_groups(self) -> int:
+        """``H``: groups each side of an output group whose latent and conditioning it depends on."""
+        return sum(self.flow.contexts)
 
     # -- input checks -----------------------------------------------------------------------
     def _check_mel(self, mel: Tensor) -> None:
@@ -246,15 +251,8 @@ class WaveGlow(nn.Module):
                 mel, mel_offset, start_group * g, num_groups * g, num_frames, excitation
             )
         first = start_group * g - mel_offset * hop  # window start relative to the slice's first sample
-        upsampled = self.upsample.conv(
-            mel
-        )  # (B, n_mels, hop * (f - 1) + kernel), sample 0 = mel_offset * hop
-        if first < 0 or first + num_groups * g > upsampled.shape[2]:
-            raise ValueError(
-                f"mel frames [{mel_offset}, {mel_offset + mel.shape[2]}) do not cover samples "
-                f"[{start_group * g}, {(start_group + num_groups) * g})"
-            )
-        return squeeze(upsampled[:, :, first : first + num_groups * g], g)  # (B, n_mels * g, W)
+        upsampled = self.upsample.window(mel, first, num_groups * g, mel_offset)  # (B, n_mels, W * g)
+        return squeeze(upsampled, g)  # (B, n_mels * g, W)
 
     # -- directions -------------------------------------------------------------------------
     def forward(self, audio: Tensor, mel: Tensor, excitation: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -279,6 +277,35 @@ class WaveGlow(nn.Module):
         cond = self.condition(mel, z.shape[2] * self.n_group, excitation)
         x, logdet = self.flow.inverse(z, cond)
         return unsqueeze(x, self.n_group), logdet
+
+    def decode_window(
+        self,
+        mel: Tensor,
+        z: Tensor,
+        start: int,
+        mel_offset: int = 0,
+        keep: tuple[int, int] | None = None,
+        num_frames: int | None = None,
+        excitation: Tensor | None = None,
+    ) -> Tensor:
+        """Inverse flow over one window of groups ``[start, start + W)``; the audio of ``keep``.
+
+        ``z``: ``(B, n_group, W)``, the latent of the window. ``mel``: ``(B, n_mels, f)`` holding
+        absolute frames ``[mel_offset, mel_offset + f)``, which must include every frame that
+        reaches the window (:meth:`cond_frames`). ``keep``: absolute groups ``[a, b)`` inside the
+        window to return (default all), as audio ``(B, (b - a) * n_group)``. ``num_frames``: frames
+        of the whole sequence (default: the slice reaches its end). ``excitation``: a source
+        model's excitation of the window's samples ``(B, W * n_group)`` (a slice of
+        :meth:`excitation` of the whole sequence). Groups of ``keep`` closer than
+        :attr:`context_groups` to a window edge that is not an edge of the sequence are approximate.
+        """
+        width = z.shape[2]
+        total_frames = mel_offset + mel.shape[2] if num_frames is None else num_frames
+        cond = self.condition_window(mel, mel_offset, start, width, total_frames, excitation)
+        local = None if keep is None else (keep[0] - start, keep[1] - start)
+        if local is not None and not 0 <= local[0] < local[1] <= width:
+            raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
+        return unsqueeze(self.flow.inverse_window(z, cond, local), self.n_group)
 
     def encode(self, audio: Tensor, mel: Tensor) -> Tensor:
         """Audio -> latent ``z``; exact inverse of :meth:`decode`."""
@@ -311,14 +338,7 @@ class WaveGlow(nn.Module):
         ``WaveGlow.infer`` of NVIDIA/waveglow exactly.
         """
         gen_device = generator.device if generator is not None else device
-        schedule = self.schedule
-
-        def draw(channels: int) -> Tensor:
-            return torch.randn(batch_size, channels, num_groups, generator=generator, device=gen_device)
-
-        remaining = draw(schedule.remaining)
-        emitted = {k: draw(e) for k, e in reversed(schedule.blocks)}
-        z = torch.cat([emitted[k] for k, _ in schedule.blocks] + [remaining], dim=1)
+        z = self.schedule.draw_latent(batch_size, num_groups, generator, gen_device)
         return (z * sigma).to(device=device, dtype=dtype)
 
     @torch.no_grad()
@@ -328,16 +348,28 @@ class WaveGlow(nn.Module):
         sigma: float = 1.0,
         z: Tensor | None = None,
         generator: torch.Generator | None = None,
+        latent_order: str = "nvidia",
     ) -> Tensor:
         """Synthesize ``(B, frames * hop_length)`` audio from ``mel`` (B, n_mels, frames).
 
         ``z`` (``(B, n_group, frames * hop_length / n_group)``), if given, is used as is (``sigma``
-        is then ignored); otherwise it is drawn from ``N(0, sigma^2)`` with ``generator``.
+        is then ignored); otherwise it is drawn from ``N(0, sigma^2)`` with ``generator`` in
+        ``latent_order`` (:mod:`waveflow.latent`: ``"nvidia"``, NVIDIA's order, or ``"stream"``, the
+        order of :class:`~waveflow.infer.vocoder.Vocoder`; the same order and seed give the same audio).
         """
         self._check_mel(mel)
         num_groups = mel.shape[2] * self.hop_length // self.n_group
         if z is None:
-            z = self.sample_latent(mel.shape[0], num_groups, sigma, generator, mel.device, mel.dtype)
+            latents = item_latents(
+                self.schedule,
+                [num_groups] * mel.shape[0],
+                sigma,
+                generator,
+                order=latent_order,
+                device=mel.device,
+                dtype=mel.dtype,
+            )
+            z = torch.cat(latents)
         elif z.shape != (mel.shape[0], self.n_group, num_groups):
             raise ValueError(
                 f"z must have shape {(mel.shape[0], self.n_group, num_groups)} for {mel.shape[2]} frames, "

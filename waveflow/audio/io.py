@@ -101,6 +101,15 @@ def _decode_mono(path: Path) -> tuple[np.ndarray, int]:
     return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), int(rate)
 
 
+def resample_audio(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """``audio`` ``(T,)`` or ``(T, channels)`` from ``orig_rate`` to ``target_rate`` (soxr HQ, float32),
+    the one resampler of the package (file loading, :meth:`Vocoder.mel <waveflow.infer.vocoder.Vocoder.mel>`)."""
+    if orig_rate == target_rate:
+        return audio
+    out = soxr.resample(np.ascontiguousarray(audio), int(orig_rate), int(target_rate), quality="HQ")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def load_audio(
     path: str | os.PathLike[str], sample_rate: int | None = None, *, resample: bool = True
 ) -> tuple[np.ndarray, int]:
@@ -132,7 +141,7 @@ def load_audio(
                 f"{MIN_RESAMPLE_RATE} to {MAX_RESAMPLE_RATE} Hz (is the header corrupt?)"
             )
         num_samples = audio.shape[0]
-        audio = soxr.resample(audio, file_rate, sample_rate, quality="HQ")
+        audio = resample_audio(audio, file_rate, sample_rate)
         if audio.shape[0] == 0:
             raise InputError(
                 f"{path}: {num_samples} sample(s) at {file_rate} Hz are too few to give one at {sample_rate} Hz"

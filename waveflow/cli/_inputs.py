@@ -400,11 +400,10 @@ def add_device_arguments(parser: Any, *, precision: bool = True) -> None:
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """``--device`` checked (:func:`waveflow.devices.parse_device`; ``auto``: CUDA when available)."""
+    from waveflow.devices import parse_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(parse_device(device, "--device"))
 
 
 def file_seed(seed: int, name: str) -> int:

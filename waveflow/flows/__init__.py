@@ -4,7 +4,7 @@ from waveflow.flows.actnorm import ActNorm
 from waveflow.flows.base import Flow, FlowStep, SequentialFlow
 from waveflow.flows.coupling import AdditiveCoupling, AffineCoupling
 from waveflow.flows.invertible_conv import InvertibleConv1x1, LUInvertibleConv1x1
-from waveflow.flows.multiscale import EarlyOutputSchedule, MultiScaleFlow
+from waveflow.flows.multiscale import EarlyOutputSchedule, InversePlan, MultiScaleFlow
 from waveflow.flows.permutation import ChannelPermutation, ChannelReverse
 from waveflow.flows.squeeze import Squeeze, squeeze, unsqueeze
 
@@ -17,6 +17,7 @@ __all__ = [
     "EarlyOutputSchedule",
     "Flow",
     "FlowStep",
+    "InversePlan",
     "InvertibleConv1x1",
     "LUInvertibleConv1x1",
     "MultiScaleFlow",

@@ -17,6 +17,14 @@ from torch import Tensor, nn
 from waveflow.flows.base import Flow, logdet_dtype, zero_logdet
 
 
+def soft_clamp(log_s: Tensor, clamp: float) -> Tensor:
+    """``clamp * tanh(log_s / clamp)``: the log-scale limited softly to ``(-clamp, clamp)``.
+
+    The one definition, read by the coupling, the fast engine and the exported graph (scriptable).
+    """
+    return clamp * torch.tanh(log_s / clamp)
+
+
 class _Coupling(Flow):
     def __init__(self, num_channels: int, conditioner: nn.Module, swap: bool = False):
         super().__init__()
@@ -73,7 +81,7 @@ class AffineCoupling(_Coupling):
             raise ValueError(f"conditioner returned {out.shape[1]} channels, expected {2 * self.n_b}")
         shift, log_s = out.split(self.n_b, dim=1)
         if self.log_scale_clamp is not None:
-            log_s = self.log_scale_clamp * torch.tanh(log_s / self.log_scale_clamp)
+            log_s = soft_clamp(log_s, self.log_scale_clamp)
         return shift, log_s
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:

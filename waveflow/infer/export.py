@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from torch import Tensor, nn
 from waveflow import __version__
 from waveflow.config import MelConfig
 from waveflow.errors import CheckpointError
-from waveflow.flows import AffineCoupling, FlowStep
+from waveflow.flows import AffineCoupling, EarlyOutputSchedule, FlowStep
+from waveflow.flows.coupling import soft_clamp
+from waveflow.infer.inputs import SynthesisCall
 from waveflow.model import WaveGlow, folded_copy  # noqa: F401 (folded_copy: also imported from here)
 from waveflow.nn import WaveNet
 
@@ -82,7 +84,7 @@ class _WaveNet(nn.Module):
 class _InverseStep(nn.Module):
     """Inverse of one :class:`~waveflow.flows.FlowStep`: coupling, then ``x = M @ y + shift``."""
 
-    def __init__(self, step: FlowStep, num_channels: int, emit_start: int, emit_size: int):
+    def __init__(self, step: FlowStep, num_channels: int, block: tuple[int, int]):
         super().__init__()
         coupling = step.coupling
         self.conditioner = _WaveNet(coupling.conditioner)
@@ -92,7 +94,7 @@ class _InverseStep(nn.Module):
         self.clamp = float(clamp) if clamp is not None else 1.0
         self.swap = bool(coupling.swap)
         self.n_a, self.n_b = coupling.n_a, coupling.n_b
-        self.emit_start, self.emit_size = emit_start, emit_size
+        self.emit_start, self.emit_size = block  # the block of z that joins after this step (size 0: none)
         matrix, shift = _pointwise_inverse(step, num_channels)
         self.register_buffer("mix_inverse", matrix.float())  # (C, C)
         self.register_buffer("shift", shift.float()[:, None])  # (C, 1)
@@ -106,7 +108,7 @@ class _InverseStep(nn.Module):
         if self.affine:
             log_s = out[:, self.n_b :]
             if self.use_clamp:
-                log_s = self.clamp * torch.tanh(log_s / self.clamp)
+                log_s = soft_clamp(log_s, self.clamp)
             x_b = (y_b - out[:, : self.n_b]) * torch.exp(-log_s)
         else:
             x_b = y_b - out
@@ -149,14 +151,12 @@ class WaveGlowInference(nn.Module):
         schedule = model.schedule
         self.n_mels, self.n_group = model.n_mels, model.n_group
         self.upsample = model.upsample.conv
-        starts, offset = {}, 0
-        for k, size in schedule.blocks:
-            starts[k] = offset
-            offset += size
-        self.remaining_start = offset
+        # The model's inverse plan over a whole sequence (no context to trim), unrolled.
+        plan = schedule.inverse_plan(1, [0] * schedule.num_steps)
+        self.remaining_start = model.n_group - plan.remaining
         steps = [
-            _InverseStep(model.flow.steps[k], schedule.channels[k], starts.get(k, 0), schedule.emit[k])
-            for k in range(schedule.num_steps - 1, -1, -1)
+            _InverseStep(model.flow.steps[k], schedule.channels[k], plan.blocks.get(k, (0, 0)))
+            for k, _, _ in plan.steps
         ]
         self.steps = nn.ModuleList(steps)
 
@@ -265,7 +265,7 @@ def export_onnx(
     return path
 
 
-class OnnxVocoder:
+class OnnxVocoder(SynthesisCall):
     """An ONNX file written by :func:`export_onnx`, run with onnxruntime's CPU provider.
 
     Called like :class:`~waveflow.infer.vocoder.Vocoder`: ``audio, audio_lengths = vocoder(mel,
@@ -319,6 +319,16 @@ class OnnxVocoder:
                 f"{path}: its metadata lacks the mel settings ({type(exc).__name__}: {exc}); "
                 f"export a Vocoder or a checkpoint, not a bare WaveGlow"
             ) from None
+        model_cfg = meta["vocoder"].get("model", {})
+        try:
+            self.schedule = EarlyOutputSchedule.compute(
+                int(model_cfg["n_flows"]),
+                self.n_group,
+                int(model_cfg["n_early_every"]),
+                int(model_cfg["n_early_size"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its metadata lacks the flow's schedule ({exc})") from None
         if self.n_mels != self.mel_config.n_mels or self.hop_length != self.mel_config.hop_length:
             raise CheckpointError(
                 f"{path}: inconsistent metadata (n_mels/hop_length differ from the mel settings)"
@@ -334,28 +344,6 @@ class OnnxVocoder:
     @property
     def sample_rate(self) -> int:
         return self.mel_config.sample_rate
-
-    def set_frontend(self, mel_from: Any, stats: Any = None) -> OnnxVocoder:
-        """As :meth:`Vocoder.set_frontend <waveflow.infer.vocoder.Vocoder.set_frontend>`."""
-        from waveflow.infer.frontends import adapter_for
-
-        self.mel_adapter = adapter_for(mel_from, self.mel_config, stats, stacklevel=2)
-        return self
-
-    def mel_warnings(self, mel: Any) -> list[str]:
-        """As :meth:`Vocoder.mel_warnings <waveflow.infer.vocoder.Vocoder.mel_warnings>`."""
-        from waveflow.infer import mel_guard
-
-        mel_t = torch.as_tensor(np.asarray(mel, dtype=np.float32))
-        if self.mel_adapter is not None:
-            return self.mel_adapter.check(mel_t)
-        return mel_guard.check_mel_statistics(mel_t, self.mel_config)
-
-    def latent_stream(self, sigma: float = 0.6, generator: torch.Generator | None = None) -> Any:
-        """The latent sequence of :meth:`Vocoder.latent_stream <waveflow.infer.vocoder.Vocoder.latent_stream>`."""
-        from waveflow.infer.streaming import LatentStream
-
-        return LatentStream(self.n_group, sigma, generator, device="cpu", dtype=torch.float32)
 
     def run(self, mel: Tensor, z: Tensor) -> Tensor:
         """The graph itself: ``mel (B, n_mels, F)`` and ``z (B, n_group, F * hop / n_group)`` -> ``audio (B, F * hop)``."""
@@ -374,67 +362,14 @@ class OnnxVocoder:
         denoise: float = 0.0,
         generator: torch.Generator | None = None,
         z: Any = None,
+        latent_order: str = "stream",
     ) -> tuple[Tensor, Tensor]:
         """Synthesize as :meth:`Vocoder.forward <waveflow.infer.vocoder.Vocoder.forward>` (CPU, float32)."""
-        from waveflow.infer import mel_guard
-        from waveflow.infer.vocoder import Vocoder, _check_number, _to_tensor
+        return self._call(mel, lengths, sigma, denoise, generator, z, latent_order)
 
-        mel_t = _to_tensor(mel, "mel").to("cpu", torch.float32)
-        if mel_t.dim() == 2:
-            mel_t = mel_t.unsqueeze(0)  # (n_mels, F) -> (1, n_mels, F)
-        if mel_t.dim() != 3 or mel_t.shape[1] != self.n_mels:
-            raise ValueError(mel_guard.describe_n_mels_mismatch(tuple(mel_t.shape), self.mel_config))
-        if mel_t.shape[0] == 0 or mel_t.shape[2] == 0:
-            raise ValueError(f"mel has shape {tuple(mel_t.shape)}: no items or no frames")
-        batch_size, _, num_frames = mel_t.shape
-        item_lengths = Vocoder._prepare_lengths(lengths, batch_size, num_frames)
-        sigma = _check_number("sigma", sigma)
-        denoise = _check_number("denoise", denoise)
-        for i, n in enumerate(item_lengths):
-            if not bool(torch.isfinite(mel_t[i, :, :n]).all()):
-                raise ValueError(f"mel item {i} contains NaN/Inf value(s) within its {n} frames")
-        latents = list(self._latents(item_lengths, sigma, generator, z, num_frames))
-        if self.check_mel:
-            messages = self.mel_warnings(torch.cat([mel_t[i, :, :n] for i, n in enumerate(item_lengths)], 1))
-            if messages:
-                warnings.warn("; ".join(messages), mel_guard.MelConventionWarning, stacklevel=2)
-        if self.mel_adapter is not None:
-            mel_t = self.mel_adapter(mel_t)
-        hop = self.hop_length
-        audio = torch.zeros(batch_size, num_frames * hop)
-        by_length: dict[int, list[int]] = {}
-        for i, n in enumerate(item_lengths):
-            by_length.setdefault(n, []).append(i)
-        for n, items in by_length.items():
-            index = torch.tensor(items)
-            out = self.run(mel_t[index, :, :n], torch.cat([latents[i] for i in items]))
-            if denoise > 0:
-                out = self._get_denoiser()(out, denoise)
-            audio[index, : n * hop] = out
-        return audio, torch.tensor(item_lengths, dtype=torch.int64) * hop
-
-    def _latents(
-        self, lengths: Sequence[int], sigma: float, generator: torch.Generator | None, z: Any, num_frames: int
-    ) -> Iterator[Tensor]:
-        """One ``(1, n_group, n * hop / n_group)`` latent per item, as the torch Vocoder draws them."""
-        from waveflow.infer.vocoder import _to_tensor
-
-        hop, g = self.hop_length, self.n_group
-        if z is None:
-            for n in lengths:
-                yield self.latent_stream(sigma, generator).read(n * hop // g)
-            return
-        if generator is not None:
-            raise ValueError("pass either z or generator, not both")
-        z_t = _to_tensor(z, "z").to("cpu", torch.float32)
-        z_t = z_t.unsqueeze(0) if z_t.dim() == 2 else z_t
-        expected = (len(lengths), g, num_frames * hop // g)
-        if tuple(z_t.shape) != expected:
-            raise ValueError(f"z must have shape {expected} for {num_frames} frames, got {tuple(z_t.shape)}")
-        if not bool(torch.isfinite(z_t).all()):
-            raise ValueError("z contains NaN or Inf")
-        for i, n in enumerate(lengths):
-            yield z_t[i : i + 1, :, : n * hop // g]
+    def _synthesize(self, mel: Tensor, z: Tensor, denoise: float) -> Tensor:
+        out = self.run(mel, z)
+        return self._get_denoiser()(out, denoise) if denoise > 0 else out
 
     def _get_denoiser(self) -> Any:
         """NVIDIA's denoiser with the bias spectrum of this graph (zero mel, zero latent)."""

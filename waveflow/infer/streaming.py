@@ -56,83 +56,54 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from waveflow.flows import squeeze, unsqueeze
+from waveflow.flows import squeeze
+from waveflow.latent import LATENT_BLOCK_GROUPS, LatentStream  # noqa: F401 (imported from here too)
 from waveflow.model import WaveGlow
 from waveflow.nn.source import last_voiced_pitch, sine_excitation
 
-LATENT_BLOCK_GROUPS = 4096
 
-
-def context_groups(model: WaveGlow) -> int:
+def context_groups(model: WaveGlow | Engine) -> int:
     """``H``: groups each side of an output group whose latent/conditioning it depends on."""
-    return sum(step.coupling.conditioner.context for step in model.flow.steps)
+    return model.context_groups
 
 
-def context_samples(model: WaveGlow) -> int:
+def context_samples(model: WaveGlow | Engine) -> int:
     """``H * n_group``: audio samples of context needed on each side for exact chunking."""
-    return context_groups(model) * model.n_group
+    return model.context_groups * model.n_group
 
 
-# -- the latent stream -------------------------------------------------------------------------------
-class LatentStream:
-    """One latent sequence ``z ~ N(0, sigma^2)``, ``(1, n_group, position)``, read front to back.
+class Engine(Protocol):
+    """What chunked and streaming synthesis need from an inverse: the model itself
+    (:class:`~waveflow.model.WaveGlow`) or a compilation of it (:class:`~waveflow.infer.fast.FastWaveGlow`).
 
-    Blocks of ``block_groups`` groups are drawn with ``torch.randn((1, n_group, block_groups))`` from
-    ``generator`` (on the generator's device, else ``device``), scaled by ``sigma`` and handed out
-    in order; :meth:`read` returns the next groups. Reading 10 then 20 groups gives the same values
-    as reading 30 at once.
+    Both run the one inverse plan (:meth:`~waveflow.flows.EarlyOutputSchedule.inverse_plan`) over a
+    window; the chunk loop (:func:`synthesize_chunked`) and the stream (:class:`StreamingSynthesizer`)
+    are written once, against this.
     """
 
-    def __init__(
+    n_group: int
+    hop_length: int
+    context_groups: int
+    has_source: bool
+    cond_lookahead: int
+
+    def cond_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]: ...
+
+    def decode_window(
         self,
-        n_group: int,
-        sigma: float = 0.6,
-        generator: torch.Generator | None = None,
-        *,
-        block_groups: int = LATENT_BLOCK_GROUPS,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ):
-        if not sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
-        if block_groups < 1:
-            raise ValueError(f"block_groups must be >= 1, got {block_groups}")
-        self.n_group = n_group
-        self.sigma = float(sigma)
-        self.generator = generator
-        self.block_groups = block_groups
-        self.device = torch.device(device) if device is not None else None
-        self.dtype = dtype
-        self.position = 0  # groups handed out so far
-        self._buffer: Tensor | None = None  # drawn but not yet handed out, (1, n_group, k)
-
-    def _draw_block(self) -> Tensor:
-        gen_device = self.generator.device if self.generator is not None else self.device
-        block = torch.randn(1, self.n_group, self.block_groups, generator=self.generator, device=gen_device)
-        return (block * self.sigma).to(device=self.device, dtype=self.dtype)
-
-    def read(self, num_groups: int) -> Tensor:
-        """The next ``num_groups`` groups: ``(1, n_group, num_groups)``."""
-        if num_groups < 0:
-            raise ValueError(f"num_groups must be >= 0, got {num_groups}")
-        parts, have = [], 0
-        if self._buffer is not None:
-            parts.append(self._buffer)
-            have = self._buffer.shape[2]
-        while have < num_groups:
-            block = self._draw_block()
-            parts.append(block)
-            have += block.shape[2]
-        if not parts:
-            return torch.empty(1, self.n_group, 0, device=self.device, dtype=self.dtype)
-        drawn = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]  # (1, g, have)
-        self._buffer = drawn[:, :, num_groups:] if have > num_groups else None
-        self.position += num_groups
-        return drawn[:, :, :num_groups]
+        mel: Tensor,
+        z: Tensor,
+        start: int,
+        mel_offset: int = 0,
+        keep: tuple[int, int] | None = None,
+        num_frames: int | None = None,
+        excitation: Tensor | None = None,
+    ) -> Tensor: ...
 
 
 # -- windowed decoding -------------------------------------------------------------------------------
@@ -173,82 +144,37 @@ def chunk_windows(
         yield a, b, w0, w1, f0, f1
 
 
-def decode_window(
-    model: WaveGlow,
-    mel: Tensor,
-    z: Tensor,
-    start: int,
-    mel_offset: int = 0,
-    keep: tuple[int, int] | None = None,
-    num_frames: int | None = None,
-    excitation: Tensor | None = None,
-) -> Tensor:
-    """Inverse flow over one window of groups ``[start, start + W)``; returns the audio of ``keep``.
-
-    ``z``: ``(B, n_group, W)``, the latent of the window. ``mel``: ``(B, n_mels, f)`` holding
-    absolute frames ``[mel_offset, mel_offset + f)``, which must include every frame that reaches
-    the window (see :func:`frames_for_samples`). ``keep``: absolute groups ``[a, b)`` inside the
-    window to return (default: all), as audio ``(B, (b - a) * n_group)``. ``num_frames``: frames
-    of the whole sequence (default: the slice reaches its end), where frame-rate conditioning
-    repeats the last frame. ``excitation``: a source model's excitation of the window's samples,
-    ``(B, W * n_group)`` (a slice of ``model.excitation`` of the whole sequence).
-
-    The window shrinks as the steps run: after inverting step ``k`` only the groups within
-    ``sum(context of steps < k)`` of ``keep`` can still matter, so the rest is cut off. Groups of
-    ``keep`` closer than :func:`context_groups` to a window edge that is not an edge of the whole
-    sequence are approximate (see the module docstring).
-    """
-    g = model.n_group
-    width = z.shape[2]
-    keep_lo, keep_hi = (0, width) if keep is None else (keep[0] - start, keep[1] - start)
-    if not 0 <= keep_lo < keep_hi <= width:
-        raise ValueError(f"keep {keep} is not inside the window [{start}, {start + width})")
-    total_frames = mel_offset + mel.shape[2] if num_frames is None else num_frames
-    cond = model.condition_window(mel, mel_offset, start, width, total_frames, excitation)  # (B, C, W)
-
-    # MultiScaleFlow.inverse, step by step, trimming x (window groups [lo, hi)) as context is used up.
-    flow = model.flow
-    blocks, x = flow.split_latent(z)
-    contexts = [step.coupling.conditioner.context for step in flow.steps]
-    lo, hi = 0, width
-    for k in range(len(flow.steps) - 1, -1, -1):
-        x, _ = flow.steps[k].inverse(x, cond[:, :, lo:hi])
-        needed = sum(contexts[:k])
-        new_lo, new_hi = max(lo, keep_lo - needed), min(hi, keep_hi + needed)
-        x = x[:, :, new_lo - lo : new_hi - lo]
-        lo, hi = new_lo, new_hi
-        if k in blocks:
-            x = torch.cat([blocks[k][:, :, lo:hi], x], dim=1)  # the block emitted before step k
-    return unsqueeze(x, g)  # (B, (keep_hi - keep_lo) * g)
+def decode_window(model: WaveGlow | Engine, *args: Any, **kwargs: Any) -> Tensor:
+    """``model.decode_window(...)`` (:meth:`WaveGlow.decode_window <waveflow.model.WaveGlow.decode_window>`)."""
+    return model.decode_window(*args, **kwargs)
 
 
-def synthesize_chunked(model: WaveGlow, mel: Tensor, z: Tensor, chunk_groups: int) -> Tensor:
+def synthesize_chunked(engine: WaveGlow | Engine, mel: Tensor, z: Tensor, chunk_groups: int) -> Tensor:
     """Offline synthesis in windows of at most ``chunk_groups + 2 * H`` groups (bounded memory).
 
-    ``mel`` ``(B, n_mels, F)``, ``z`` ``(B, n_group, F * hop / n_group)`` -> audio ``(B, F * hop)``,
-    equal to ``model.decode(z, mel)`` up to float rounding. With ``chunk_groups >= F * hop / n_group``
-    it is a single window, i.e. ``model.decode``.
+    ``engine``: the model or a compilation of it (:class:`Engine`). ``mel`` ``(B, n_mels, F)``,
+    ``z`` ``(B, n_group, F * hop / n_group)`` -> audio ``(B, F * hop)``, equal to
+    ``engine.decode_window(mel, z, 0)`` (the whole sequence) up to float rounding.
     """
-    g = model.n_group
+    g = engine.n_group
     windows = list(
         chunk_windows(
             mel.shape[2],
             z.shape[2],
             chunk_groups,
-            context_groups(model),
+            engine.context_groups,
             g,
-            model.hop_length,
-            model.cond_frames,
+            engine.hop_length,
+            engine.cond_frames,
         )
     )
     # A source model's excitation accumulates its phase from the first sample: made once, sliced.
-    exc = model.excitation(mel, z.shape[2] * g) if model.has_source else None
+    exc = engine.excitation(mel, z.shape[2] * g) if engine.has_source else None
     if len(windows) == 1:
-        return decode_window(model, mel, z, 0, excitation=exc)
+        return engine.decode_window(mel, z, 0, excitation=exc)
     audio = torch.empty(mel.shape[0], z.shape[2] * g, device=z.device, dtype=z.dtype)
     for a, b, w0, w1, f0, f1 in windows:
-        audio[:, a * g : b * g] = decode_window(
-            model,
+        audio[:, a * g : b * g] = engine.decode_window(
             mel[:, :, f0:f1],
             z[:, :, w0:w1],
             w0,
@@ -369,7 +295,8 @@ class StreamingSynthesizer:
     """Mel chunks in, audio chunks out, with explicit :class:`StreamState` (see the module docstring).
 
     Args:
-        model: the flow (eval mode).
+        model: the flow (eval mode), or a compilation of it (an :class:`Engine`, e.g.
+            :class:`~waveflow.infer.fast.FastWaveGlow`): the stream runs whatever engine it is given.
         latent: where the noise comes from; its groups are consumed in order.
         left_context, right_context: context in samples each side of the emitted audio (rounded up
             to whole groups). ``None``: :func:`context_samples`, which makes the stream exact. The
@@ -381,7 +308,7 @@ class StreamingSynthesizer:
 
     def __init__(
         self,
-        model: WaveGlow,
+        model: WaveGlow | Engine,
         latent: LatentStream,
         *,
         left_context: int | None = None,
@@ -468,8 +395,7 @@ class StreamingSynthesizer:
         end_of_tail = boundary + self.overlap if not st.finished else boundary
         exc = self._excitation(w0 * g, available * g) if model.has_source else None
         # Audio of [emitted, end_of_tail): the final part, then the provisional tail.
-        window = decode_window(
-            model,
+        window = model.decode_window(
             mel,
             z,
             w0,

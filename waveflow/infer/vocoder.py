@@ -18,19 +18,23 @@ Conventions shared by every entry point:
   reach its last ``receptive_field / 2`` samples. So items are never synthesized on padding: items
   of equal length run together as one batch, each length group separately, and a padded batch gives
   the same audio as item-by-item calls (to float rounding).
-* **Noise.** ``z ~ N(0, sigma^2)`` is drawn per item, in batch order, from
-  :class:`~waveflow.infer.streaming.LatentStream` (fixed blocks of ``LATENT_BLOCK_GROUPS`` groups from
-  ``generator``). Batched calls, one-by-one calls, chunked long mels and :meth:`Vocoder.stream` all
-  read the same noise from the same seed. (``WaveGlow.sample_latent`` keeps NVIDIA's draw order for
-  bit-exact NVIDIA parity; pass its output as ``z`` to get that.)
+* **Noise.** ``z ~ N(0, sigma^2)`` is drawn per item, in batch order, in one of two documented
+  orders (:mod:`waveflow.latent`, the switch ``latent_order``): ``"stream"`` (default here: each
+  item its own :class:`~waveflow.latent.LatentStream`, so batched calls, one-by-one calls, chunked
+  long mels and :meth:`Vocoder.stream` read the same noise from the same seed) or ``"nvidia"``
+  (NVIDIA's order, the default of ``WaveGlow.infer``). The same order and seed give the same audio
+  from ``WaveGlow.infer``, ``FastWaveGlow.infer``, a Vocoder call on either engine and an exported
+  :class:`~waveflow.infer.export.OnnxVocoder`.
 * **Long mels** are synthesized in windows of ``chunk_frames`` frames (default 384, or 2048 with
   the fast engine, which needs far less memory per frame) plus the exact receptive-field context
   on each side (:func:`~waveflow.infer.streaming.synthesize_chunked`): memory stays bounded
   and the audio equals the one-shot result.
-* **Engine.** On a CPU in fp32, offline synthesis (calls, ``decode_batch``) runs the inverse flow
-  rewritten for speed (:class:`~waveflow.infer.fast.FastWaveGlow`: same audio within float
-  rounding, ~1e-6); ``engine="plain"`` runs the model's own ``inverse``. The upsampler is folded
-  into the conditioning when that weight stays under ``FOLD_MAX_BYTES``.
+* **Engine.** Every synthesis entry point (calls, ``decode_batch``, :meth:`Vocoder.decode`,
+  :meth:`Vocoder.stream`) runs one engine, :meth:`Vocoder.inverse_engine`: on a CPU in fp32 the
+  inverse flow compiled for speed (:class:`~waveflow.infer.fast.FastWaveGlow`, the same plan and
+  the same audio within float rounding, ~1e-6), elsewhere or with ``engine="plain"`` the model's
+  own inverse. The upsampler is folded into the conditioning when that weight stays under
+  ``FOLD_MAX_BYTES``. Encoding and scoring run the model's forward direction.
 * **Precision.** ``fp32`` everywhere; ``bf16`` on CUDA or CPU (on most CPUs slower than fp32, useful
   to halve memory); ``fp16`` on CUDA only. Weights are cast; audio is always returned as float32.
 """
@@ -38,12 +42,8 @@ Conventions shared by every entry point:
 from __future__ import annotations
 
 import math
-import numbers
 import os
-import sys
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -52,11 +52,15 @@ from torch import Tensor, nn
 from waveflow import losses
 from waveflow.audio.features import MelSpectrogram
 from waveflow.config import MelConfig, VocoderConfig
+from waveflow.devices import parse_device
+from waveflow.flows import EarlyOutputSchedule
 from waveflow.infer import mel_guard
 from waveflow.infer.denoiser import Denoiser
 from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes
-from waveflow.infer.frontends import Frontend, MelAdapter, StatsLike, adapter_for
+from waveflow.infer.frontends import Frontend, MelAdapter, StatsLike
+from waveflow.infer.inputs import ArrayLike, SynthesisCall, check_items_finite, check_number, to_tensor
 from waveflow.infer.streaming import (
+    Engine,
     LatentStream,
     StreamingSynthesizer,
     context_samples,
@@ -79,18 +83,6 @@ ENGINES = ("auto", "fast", "plain")
 # NVIDIA's model: 2.0 GB, which stays unfolded unless engine="fast").
 FOLD_MAX_BYTES = 512 * 2**20
 
-ArrayLike = Tensor | np.ndarray
-
-
-def _parse_device(device: torch.device | str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"invalid device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (use device='cpu')")
-    return dev
-
 
 def _check_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in PRECISIONS:
@@ -102,49 +94,7 @@ def _check_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def _to_tensor(value: Any, name: str) -> Tensor:
-    """numpy or torch floating-point data -> a tensor (numpy float16/32 -> float32, wider -> float64)."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind != "f":
-            raise ValueError(
-                f"{name} must hold floating-point values, got a numpy array of {value.dtype}"
-                + (" (integer data: convert to float first)" if value.dtype.kind in "iu" else "")
-            )
-        # asarray also fixes a non-native byte order, which torch.from_numpy refuses.
-        return torch.from_numpy(
-            np.asarray(value, dtype=np.float32 if value.dtype.itemsize <= 4 else np.float64)
-        )
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
-        return value.detach()
-    raise ValueError(f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
-
-
-def _caller_stacklevel() -> int:
-    """``stacklevel`` that points a warning at the first frame outside ``waveflow.infer`` and torch.
-
-    The call path (nn.Module.__call__, no_grad wrappers, generators) varies, so it is counted.
-    """
-    internal = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
-    frame, level = sys._getframe(1), 1  # the frame that calls warnings.warn
-    while frame is not None and frame.f_code.co_filename.startswith(internal):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _check_number(name: str, value: float) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-class Vocoder(nn.Module):
+class Vocoder(nn.Module, SynthesisCall):
     """A WaveGlow-style vocoder with its mel convention, ready for synthesis.
 
     Build it with :meth:`from_checkpoint` or :meth:`from_model`. ``model`` is in eval mode with
@@ -201,7 +151,7 @@ class Vocoder(nn.Module):
             )
         self.model = model.eval().remove_weight_norm().to(dtype)
         self.engine = engine
-        self.__dict__["_fast"] = None  # FastWaveGlow, built on first use (not a submodule: CPU only)
+        self._compiled: list[FastWaveGlow] | None = None  # the fast engine, built on first use
         self.mel_config = mel_config
         self.chunk_frames = chunk_frames
         self.check_mel = True  # issue MelConventionWarning when a mel does not look like mel_config's
@@ -232,7 +182,7 @@ class Vocoder(nn.Module):
         """
         from waveflow.checkpoint import load_model
 
-        dev = _parse_device(device)
+        dev = parse_device(device)
         _check_precision(precision, dev)
         model, config = load_model(path, map_location="cpu", fold_weight_norm=True, mel_config=mel_config)
         return cls(
@@ -291,20 +241,8 @@ class Vocoder(nn.Module):
             raise ValueError(f"model must be a waveflow WaveGlow, got {type(model).__name__}")
         clone = folded_copy(model)
         if device is not None:
-            clone = clone.to(_parse_device(device))
+            clone = clone.to(parse_device(device))
         return cls(clone, mel_config, precision=precision, engine=engine, mel_from=mel_from, stats=stats)
-
-    def set_frontend(self, mel_from: str | Frontend | None, stats: StatsLike | None = None) -> Vocoder:
-        """Convert every mel this vocoder receives from TTS front end ``mel_from`` (``None``: none).
-
-        ``stats`` undo a mean/variance normalisation first (front ends whose mels may be normalised
-        only, e.g. ``"espnet"``; checked against ``n_mels``). Where the front end's analysis (sample
-        rate, hop, band, STFT, filterbank) differs from :attr:`mel_config`'s, one
-        :class:`~waveflow.infer.frontends.FrontendMismatchWarning` says what no conversion repairs.
-        Returns ``self``, so ``Vocoder.from_pretrained().set_frontend("espnet", stats=...)`` chains.
-        """
-        self.mel_adapter = adapter_for(mel_from, self.mel_config, stats, stacklevel=_caller_stacklevel())
-        return self
 
     def train(self, mode: bool = True) -> Vocoder:
         if mode:
@@ -331,6 +269,10 @@ class Vocoder(nn.Module):
     @property
     def n_group(self) -> int:
         return self.model.n_group
+
+    @property
+    def schedule(self) -> EarlyOutputSchedule:
+        return self.model.schedule
 
     @property
     def receptive_field(self) -> int:
@@ -369,106 +311,6 @@ class Vocoder(nn.Module):
             )
         return dtype
 
-    def _prepare_mel(self, mel: Any, *, convert: bool = True) -> Tensor:
-        """``(n_mels, T)`` or ``(B, n_mels, T)`` -> checked ``(B, n_mels, T)`` on the device, model dtype,
-        converted from the TTS front end (:meth:`set_frontend`) unless ``convert`` is false."""
-        mel_t = _to_tensor(mel, "mel")
-        if mel_t.dim() not in (2, 3):
-            raise ValueError(
-                f"mel must be 2-D (n_mels, frames) or 3-D (B, n_mels, frames), got shape {tuple(mel_t.shape)}"
-            )
-        if mel_t.shape[-2] != self.n_mels:
-            raise ValueError(mel_guard.describe_n_mels_mismatch(tuple(mel_t.shape), self.mel_config))
-        if mel_t.dim() == 2:
-            mel_t = mel_t.unsqueeze(0)  # (n_mels, T) -> (1, n_mels, T)
-        if mel_t.shape[0] == 0 or mel_t.shape[2] == 0:
-            raise ValueError(f"mel has shape {tuple(mel_t.shape)}: no items or no frames")
-        if convert:
-            mel_t = self._convert_mel(mel_t)
-        return mel_t.to(device=self.device, dtype=self._compute_dtype())
-
-    def _convert_mel(self, mel: Tensor) -> Tensor:
-        """The front end's mel -> :attr:`mel_config`'s (identity without a front end)."""
-        return mel if self.mel_adapter is None else self.mel_adapter(mel)
-
-    def mel_warnings(self, mel: ArrayLike) -> list[str]:
-        """What a call would warn about ``mel`` ``(n_mels, frames)`` (given as to the call, before any
-        front-end conversion): its values against the front end's and the vocoder's conventions."""
-        mel_t = _to_tensor(mel, "mel")
-        if self.mel_adapter is not None:
-            return self.mel_adapter.check(mel_t)
-        return mel_guard.check_mel_statistics(mel_t, self.mel_config)
-
-    @staticmethod
-    def _prepare_lengths(lengths: Any, batch_size: int, num_frames: int) -> list[int]:
-        if lengths is None:
-            return [num_frames] * batch_size
-        if isinstance(lengths, int) and not isinstance(lengths, bool):
-            lengths = [lengths]
-        values = torch.as_tensor(np.asarray(lengths.cpu() if isinstance(lengths, Tensor) else lengths))
-        if values.dim() != 1 or values.numel() != batch_size:
-            raise ValueError(
-                f"lengths must have one entry per item ({batch_size}), got shape {tuple(values.shape)}"
-            )
-        if values.is_floating_point():
-            if not bool(torch.isfinite(values).all()) or not bool((values == values.round()).all()):
-                raise ValueError(f"lengths must be whole numbers of frames, got {values.tolist()}")
-        elif values.dtype == torch.bool or values.is_complex():
-            raise ValueError(f"lengths must be integers, got {values.dtype}")
-        out = [int(v) for v in values.tolist()]
-        for i, n in enumerate(out):
-            if n < 1:
-                raise ValueError(f"lengths[{i}] = {n}: every item needs at least one frame")
-            if n > num_frames:
-                raise ValueError(f"lengths[{i}] = {n} exceeds the mel's {num_frames} frames")
-        return out
-
-    def _check_finite(self, mel: Tensor, lengths: Sequence[int]) -> None:
-        for i, n in enumerate(lengths):
-            bad = int((~torch.isfinite(mel[i, :, :n])).sum())
-            if bad:
-                raise ValueError(f"mel item {i} contains {bad} NaN/Inf value(s) within its {n} frames")
-
-    def _warn_convention(self, mel: Tensor) -> None:
-        """One MelConventionWarning if ``mel`` ``(n_mels, frames)``, as given (before the front-end
-        conversion), does not look like the front end's or ``mel_config``'s convention."""
-        messages = self.mel_warnings(mel)
-        if messages:
-            warnings.warn(
-                "; ".join(messages), mel_guard.MelConventionWarning, stacklevel=_caller_stacklevel()
-            )
-
-    # -- noise --------------------------------------------------------------------------------------
-    def latent_stream(self, sigma: float = 0.6, generator: torch.Generator | None = None) -> LatentStream:
-        """The latent sequence every synthesis entry point draws from (see the module docstring)."""
-        return LatentStream(
-            self.n_group,
-            _check_number("sigma", sigma),
-            generator,
-            device=self.device,
-            dtype=self._compute_dtype(),
-        )
-
-    def _latents(
-        self, lengths: Sequence[int], sigma: float, generator: torch.Generator | None, z: Any, num_frames: int
-    ) -> list[Tensor]:
-        """One ``(1, n_group, length * hop / n_group)`` latent per item, in batch order."""
-        hop, g = self.hop_length, self.n_group
-        if z is None:
-            return [self.latent_stream(sigma, generator).read(n * hop // g) for n in lengths]
-        if generator is not None:
-            raise ValueError("pass either z or generator, not both")
-        z_t = _to_tensor(z, "z")
-        if z_t.dim() == 2:
-            z_t = z_t.unsqueeze(0)  # (g, G) -> (1, g, G)
-        expected = (len(lengths), g, num_frames * hop // g)
-        if tuple(z_t.shape) != expected:
-            raise ValueError(f"z must have shape {expected} for {num_frames} frames, got {tuple(z_t.shape)}")
-        if not bool(torch.isfinite(z_t).all()):
-            raise ValueError("z contains NaN or Inf")
-        z_t = z_t.to(device=self.device, dtype=self._compute_dtype())
-        return [z_t[i : i + 1, :, : n * hop // g] for i, n in enumerate(lengths)]
-
     # -- synthesis --------------------------------------------------------------------------------------
     @torch.no_grad()
     def forward(
@@ -479,6 +321,7 @@ class Vocoder(nn.Module):
         denoise: float = 0.0,
         generator: torch.Generator | None = None,
         z: ArrayLike | None = None,
+        latent_order: str = "stream",
     ) -> tuple[Tensor, Tensor]:
         """Synthesize audio from ``mel``.
 
@@ -493,77 +336,54 @@ class Vocoder(nn.Module):
             generator: source of the noise (see the module docstring); ``None``: torch's global RNG.
             z: explicit latent ``(B, n_group, frames * hop / n_group)`` instead of drawing one
                 (``sigma`` is then ignored); item ``i`` uses its first ``lengths[i] * hop / n_group`` groups.
+            latent_order: ``"stream"`` (each item its own latent stream, as :meth:`stream` and
+                chunked synthesis read it) or ``"nvidia"`` (NVIDIA's draw order, the default of
+                ``WaveGlow.infer``): see :mod:`waveflow.latent`. The same order and seed give the
+                same audio from every entry point.
 
         Returns:
             ``(audio (B, frames * hop) float32, audio_lengths (B,) = lengths * hop)`` on ``device``;
             samples past each item's length are 0.
         """
-        mel_t = self._prepare_mel(mel, convert=False)
-        batch_size, _, num_frames = mel_t.shape
-        item_lengths = self._prepare_lengths(lengths, batch_size, num_frames)
-        sigma = _check_number("sigma", sigma)
-        denoise = _check_number("denoise", denoise)
-        self._check_finite(mel_t, item_lengths)
-        latents = self._latents(item_lengths, sigma, generator, z, num_frames)
-        if self.check_mel:
-            self._warn_convention(torch.cat([mel_t[i, :, :n] for i, n in enumerate(item_lengths)], dim=1))
-        mel_t = self._convert_mel(mel_t)
-
-        hop = self.hop_length
-        by_length: dict[int, list[int]] = {}
-        for i, n in enumerate(item_lengths):
-            by_length.setdefault(n, []).append(i)
-        if list(by_length) == [num_frames]:
-            # Nothing is padded: one batch, no copies (this is the long-form path).
-            z_all = torch.cat(latents) if batch_size > 1 else latents[0]
-            audio = self._synthesize(mel_t, z_all, denoise)
-        else:
-            audio = torch.zeros(batch_size, num_frames * hop, device=self.device, dtype=torch.float32)
-            for n, items in by_length.items():
-                index = torch.tensor(items, device=self.device)
-                z_group = torch.cat([latents[i] for i in items])  # (b, g, n * hop / g)
-                audio[index, : n * hop] = self._synthesize(mel_t[index, :, :n], z_group, denoise)
-        audio_lengths = torch.tensor(item_lengths, device=self.device, dtype=torch.int64) * hop
-        return audio, audio_lengths
+        return self._call(mel, lengths, sigma, denoise, generator, z, latent_order)
 
     def _synthesize(self, mel: Tensor, z: Tensor, denoise: float) -> Tensor:
         """Unpadded ``mel`` ``(b, n_mels, n)`` and ``z`` -> float32 audio ``(b, n * hop)``, in windows
         of the engine's chunk length."""
-        fast = self._fast_engine()
-        chunk_groups = self._chunk_frames(fast is not None) * self.hop_length // self.n_group
-        if fast is not None:
-            audio = fast.synthesize_chunked(mel, z, chunk_groups)
-        else:
-            audio = synthesize_chunked(self.model, mel, z, chunk_groups).float()
+        engine = self.inverse_engine()
+        audio = synthesize_chunked(engine, mel, z, self._chunk_groups(engine)).float()
         return self._get_denoiser()(audio, denoise) if denoise > 0 else audio
 
-    def _chunk_frames(self, fast: bool) -> int:
+    def _chunk_groups(self, engine: Engine) -> int:
         if self.chunk_frames is not None:
-            return self.chunk_frames
-        if self.model.config.conditioning == "frame":
-            return COMPACT_CHUNK_FRAMES
-        return FAST_CHUNK_FRAMES if fast else DEFAULT_CHUNK_FRAMES
+            frames = self.chunk_frames
+        elif self.model.config.conditioning == "frame":
+            frames = COMPACT_CHUNK_FRAMES
+        else:
+            frames = FAST_CHUNK_FRAMES if isinstance(engine, FastWaveGlow) else DEFAULT_CHUNK_FRAMES
+        return max(1, frames * self.hop_length // self.n_group)
 
-    def _fast_engine(self) -> FastWaveGlow | None:
-        """The fast CPU inverse when the engine and the vocoder's device and dtype allow it."""
+    def inverse_engine(self) -> Engine:
+        """The inverse every synthesis entry point of this vocoder runs (calls, ``decode_batch``,
+        :meth:`decode`, :meth:`stream`): the fast CPU compilation where :attr:`engine` and the
+        vocoder's device and dtype allow it (built once, on first use), else the model itself."""
         if self.engine == "plain":
-            return None
+            return self.model
+        reason = None
         if self.device.type != "cpu" or self.dtype != torch.float32:
+            reason = f"engine='fast' runs on the CPU in fp32, not on {self.device} in {self.dtype}"
+        elif self.model.config.conditioning != "upsample":
+            reason = "engine='fast' compiles WaveGlow's architecture; this model is of the compact family"
+        if reason is not None:
             if self.engine == "fast":
-                raise ValueError(
-                    f"engine='fast' runs on the CPU in fp32, not on {self.device} in {self.dtype}"
-                )
-            return None
-        if self.model.config.conditioning != "upsample":
-            if self.engine == "fast":
-                raise ValueError(
-                    "engine='fast' compiles WaveGlow's architecture; this model is of the compact family"
-                )
-            return None
-        if self._fast is None:
+                raise ValueError(reason)
+            return self.model
+        if self._compiled is None:
             fold = self.engine == "fast" or folded_cond_bytes(self.model) <= FOLD_MAX_BYTES
-            self.__dict__["_fast"] = FastWaveGlow.from_model(self.model, fold_upsampler=fold)
-        return self._fast
+            self._compiled = [
+                FastWaveGlow.from_model(self.model, fold_upsampler=fold)
+            ]  # a list: not a submodule
+        return self._compiled[0]
 
     def decode_batch(
         self, mel: ArrayLike, mel_lens: ArrayLike | Sequence[int] | None = None, hop_len: int | None = None
@@ -610,7 +430,11 @@ class Vocoder(nn.Module):
         elif generator is not None:
             raise ValueError("pass either latent or generator, not both")
         synthesizer = StreamingSynthesizer(
-            self.model, latent, left_context=left_context, right_context=right_context, overlap=overlap
+            self.inverse_engine(),
+            latent,
+            left_context=left_context,
+            right_context=right_context,
+            overlap=overlap,
         )
         return self._stream(mel_chunks, synthesizer)
 
@@ -624,7 +448,7 @@ class Vocoder(nn.Module):
                 raise ValueError(
                     f"mel chunk {k} has batch size {mel_t.shape[0]}; a stream carries one utterance"
                 )
-            self._check_finite(mel_t, [mel_t.shape[2]])
+            check_items_finite(mel_t, [mel_t.shape[2]])
             if pending is not None:
                 pending.append(mel_t[0])
                 if sum(m.shape[1] for m in pending) >= mel_guard.MIN_FRAMES_FOR_RANGE:
@@ -644,7 +468,7 @@ class Vocoder(nn.Module):
             yield audio.float()
 
     # -- analysis -----------------------------------------------------------------------------------
-    def _prepare_audio(self, audio: Any, sample_rate: int) -> Tensor:
+    def _prepare_audio(self, audio: ArrayLike, sample_rate: int) -> Tensor:
         """``(T,)`` or ``(B, T)`` float audio at ``sample_rate`` -> float32 at :attr:`sample_rate` (CPU)."""
         if (
             isinstance(sample_rate, bool)
@@ -652,19 +476,16 @@ class Vocoder(nn.Module):
             or sample_rate <= 0
         ):
             raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        audio_t = _to_tensor(audio, "audio").to("cpu", torch.float32)
+        audio_t = to_tensor(audio, "audio").to("cpu", torch.float32)
         if audio_t.dim() not in (1, 2) or audio_t.shape[-1] == 0:
             raise ValueError(f"audio must be (T,) or (B, T) with T > 0, got shape {tuple(audio_t.shape)}")
         if not bool(torch.isfinite(audio_t).all()):
             raise ValueError("audio contains NaN or Inf")
         if sample_rate != self.sample_rate:
-            import soxr  # imported here: only resampling needs it
+            from waveflow.audio.io import resample_audio  # imported here: only resampling needs soxr
 
-            array = audio_t.numpy().T  # (T,) or (T, B): soxr wants time first
-            resampled = soxr.resample(
-                np.ascontiguousarray(array), int(sample_rate), self.sample_rate, quality="HQ"
-            )
-            audio_t = torch.from_numpy(np.ascontiguousarray(resampled.T, dtype=np.float32))
+            resampled = resample_audio(audio_t.numpy().T, int(sample_rate), self.sample_rate)  # time first
+            audio_t = torch.from_numpy(np.ascontiguousarray(resampled.T))
         return audio_t
 
     @torch.no_grad()
@@ -680,7 +501,7 @@ class Vocoder(nn.Module):
 
         ``T`` must be a multiple of ``n_group`` that ``mel`` covers (at most ``(F - 1) * hop + kernel``).
         """
-        audio_t = _to_tensor(audio, "audio")
+        audio_t = to_tensor(audio, "audio")
         unbatched = audio_t.dim() == 1
         audio_t = audio_t.unsqueeze(0) if unbatched else audio_t  # (T,) -> (1, T)
         mel_t = self._prepare_mel(mel)
@@ -691,14 +512,13 @@ class Vocoder(nn.Module):
         """``model.forward`` in windows (bounded memory on long recordings): ``(z, logdet)``."""
         # The plain engine's windows: the model computes every WaveNet layer's conditioning at once
         # (8192 channels per group for NVIDIA's model), which bounds the window, as in decoding.
-        frames = self._chunk_frames(fast=False)
-        return encode_chunked(self.model, audio, mel, max(1, frames * self.hop_length // self.n_group))
+        return encode_chunked(self.model, audio, mel, self._chunk_groups(self.model))
 
     @torch.no_grad()
     def decode(self, z: ArrayLike, mel: ArrayLike) -> Tensor:
         """Latent ``(n_group, G)``/``(B, n_group, G)`` -> audio ``(G * n_group,)``/``(B, ...)``, exactly
         inverting :meth:`encode` (chunked, with bounded memory, when ``G * n_group = F * hop``)."""
-        z_t = _to_tensor(z, "z")
+        z_t = to_tensor(z, "z")
         unbatched = z_t.dim() == 2
         z_t = z_t.unsqueeze(0) if unbatched else z_t  # (g, G) -> (1, g, G)
         mel_t = self._prepare_mel(mel)
@@ -710,10 +530,10 @@ class Vocoder(nn.Module):
         ):
             if z_t.shape[0] != mel_t.shape[0]:
                 raise ValueError(f"batch sizes differ: z {z_t.shape[0]}, mel {mel_t.shape[0]}")
-            chunk_groups = self._chunk_frames(fast=False) * self.hop_length // self.n_group
-            audio = synthesize_chunked(self.model, mel_t, z_t, chunk_groups)
+            engine = self.inverse_engine()
+            audio = synthesize_chunked(engine, mel_t, z_t, self._chunk_groups(engine))
         else:
-            audio = self.model.decode(z_t, mel_t)
+            audio = self.model.decode(z_t, mel_t)  # audio shorter than the mel: one window
         return audio[0] if unbatched else audio
 
     @torch.no_grad()
@@ -727,7 +547,7 @@ class Vocoder(nn.Module):
         standard deviation used in training (1.0 by default, as NVIDIA's). Returns
         ``{"nats_per_sample", "bits_per_sample", "num_samples", "sample_rate", "sigma"}``.
         """
-        sigma = _check_number("sigma", sigma)
+        sigma = check_number("sigma", sigma)
         if sigma == 0:
             raise ValueError("sigma must be positive to score audio")
         audio_t = self._prepare_audio(audio, sample_rate)

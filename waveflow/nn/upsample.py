@@ -40,6 +40,19 @@ class MelUpsampler(nn.Module):
     def output_length(self, num_frames: int) -> int:
         return self.hop_length * (num_frames - 1) + self.kernel_size
 
+    def window(self, mel: Tensor, first_sample: int, num_samples: int, mel_offset: int = 0) -> Tensor:
+        """Upsampled samples ``[first_sample, first_sample + num_samples)`` of a mel slice holding the
+        absolute frames ``[mel_offset, mel_offset + f)``; sample 0 is the slice's first frame's (the
+        slice must reach them: see :meth:`frame_range`)."""
+        upsampled = self.conv(mel)  # (B, n_mels, hop * (f - 1) + kernel)
+        if first_sample < 0 or first_sample + num_samples > upsampled.shape[-1]:
+            start = mel_offset * self.hop_length + first_sample
+            raise ValueError(
+                f"mel frames [{mel_offset}, {mel_offset + mel.shape[-1]}) do not cover samples "
+                f"[{start}, {start + num_samples})"
+            )
+        return upsampled[..., first_sample : first_sample + num_samples]
+
     def forward(self, mel: Tensor, num_samples: int | None = None) -> Tensor:
         """Upsample and trim to ``num_samples`` (default ``F * hop_length``)."""
         num_frames = mel.shape[-1]

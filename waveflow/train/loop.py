@@ -66,6 +66,7 @@ from waveflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from waveflow.config import ExperimentConfig, TrainConfig, flatten_settings
 from waveflow.data import SegmentDataset, UtteranceDataset, read_filelist
 from waveflow.data.mel_dir import MelDir, MelSegmentDataset, MelUtteranceDataset
+from waveflow.devices import parse_device
 from waveflow.errors import CheckpointError, OutputError
 from waveflow.model import WaveGlow
 from waveflow.nn.source import sine_excitation, track_f0
@@ -130,21 +131,12 @@ def matmul_gflops(sizes: tuple[int, ...] = (512, 1024), repeats: int = 3) -> flo
 
 def resolve_device(name: str, env: DistributedEnv) -> torch.device:
     """``auto`` -> CUDA if available, else CPU. Under torchrun a CUDA device is ``cuda:LOCAL_RANK``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"train.device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    device = parse_device(name, "train.device")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
         if env.is_distributed:
             device = torch.device("cuda", env.local_rank)
         elif device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-    elif device.type != "cpu":
-        raise ValueError(f"train.device={name!r}: only cpu and cuda are supported")
     return device
 
 
@@ -212,10 +204,6 @@ def train(config: ExperimentConfig, run_dir: str | os.PathLike[str], *, resume: 
     if tcfg.batch_size % env.world_size != 0:
         raise ValueError(
             f"train.batch_size={tcfg.batch_size} (the global batch) is not divisible by the {env.world_size} processes"
-        )
-    if tcfg.lr_schedule == "cosine" and tcfg.min_learning_rate > tcfg.learning_rate:
-        raise ValueError(
-            f"train.min_learning_rate={tcfg.min_learning_rate} exceeds train.learning_rate={tcfg.learning_rate}"
         )
     run = RunDir(run_dir)
 
