@@ -197,6 +197,14 @@ def test_fast_engine_gives_the_plain_engines_audio(monkeypatch, model, items, fo
     assert (outputs["fast"] - outputs["plain"]).abs().max() > 0  # really two different code paths
 
 
+def test_auto_engine_folds_what_the_budget_allows(monkeypatch, model):
+    from waveflow.infer.fast import folded_layer_bytes
+
+    monkeypatch.setattr(vocoder_module, "FOLD_MAX_BYTES", 2 * folded_layer_bytes(model))
+    assert Vocoder.from_model(model, SMALL_MEL).inverse_engine().folded_layers == 2  # of 4 steps x 3 layers
+    assert Vocoder.from_model(model, SMALL_MEL, engine="fast").inverse_engine().folded_layers == 12
+
+
 def test_engine_choice_and_errors(model):
     assert isinstance(Vocoder.from_model(model, SMALL_MEL).inverse_engine(), FastWaveGlow)
     plain = Vocoder.from_model(model, SMALL_MEL, engine="plain")

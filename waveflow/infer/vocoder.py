@@ -33,8 +33,8 @@ Conventions shared by every entry point:
   :meth:`Vocoder.stream`) runs one engine, :meth:`Vocoder.inverse_engine`: on a CPU in fp32 the
   inverse flow compiled for speed (:class:`~waveflow.infer.fast.FastWaveGlow`, the same plan and
   the same audio within float rounding, ~1e-6), elsewhere or with ``engine="plain"`` the model's
-  own inverse. The upsampler is folded into the conditioning when that weight stays under
-  ``FOLD_MAX_BYTES``. Encoding and scoring run the model's forward direction.
+  own inverse. The upsampler is folded into the conditioning as far as ``FOLD_MAX_BYTES`` of
+  weight allow (completely for small models, partly for NVIDIA's). Encoding and scoring run the model's forward direction.
 * **Precision.** ``fp32`` everywhere; ``bf16`` on CUDA or CPU (on most CPUs slower than fp32, useful
   to halve memory); ``fp16`` on CUDA only. Weights are cast; audio is always returned as float32.
 """
@@ -56,7 +56,7 @@ from waveflow.devices import parse_device
 from waveflow.flows import EarlyOutputSchedule
 from waveflow.infer import mel_guard
 from waveflow.infer.denoiser import Denoiser
-from waveflow.infer.fast import FastWaveGlow, folded_cond_bytes
+from waveflow.infer.fast import FastWaveGlow
 from waveflow.infer.frontends import Frontend, MelAdapter, StatsLike
 from waveflow.infer.inputs import ArrayLike, SynthesisCall, check_items_finite, check_number, to_tensor
 from waveflow.infer.streaming import (
@@ -79,9 +79,12 @@ FAST_CHUNK_FRAMES = 2048
 # activations, and their context (~100 frames each side) then adds 5% of work.
 COMPACT_CHUNK_FRAMES = 4096
 ENGINES = ("auto", "fast", "plain")
-# The largest folded conditioning weight the "auto" engine accepts (waveglow_small: 126 MB;
-# NVIDIA's model: 2.0 GB, which stays unfolded unless engine="fast").
-FOLD_MAX_BYTES = 512 * 2**20
+# The folded conditioning weight the "auto" engine may store: models whose whole fold fits are
+# folded completely (waveglow_small: 251 MB, waveglow_fast: 126 MB); NVIDIA's (2.0 GB) folds as many
+# (step, layer) projections as fit, 20 of 96 (tools/results/bench_fold_budget_2threads.json and
+# bench_inference_fold_budget*.json: synthesis peak 350 MB above NVIDIA's code at 1 s mels, 130-240
+# MB at 2.5 s; engine="fast" folds everything, +1.5-1.8 GB).
+FOLD_MAX_BYTES = 400 * 2**20
 
 
 def _check_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -379,7 +382,7 @@ class Vocoder(nn.Module, SynthesisCall):
                 raise ValueError(reason)
             return self.model
         if self._compiled is None:
-            fold = self.engine == "fast" or folded_cond_bytes(self.model) <= FOLD_MAX_BYTES
+            fold = True if self.engine == "fast" else FOLD_MAX_BYTES
             self._compiled = [
                 FastWaveGlow.from_model(self.model, fold_upsampler=fold)
             ]  # a list: not a submodule
