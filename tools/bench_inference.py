@@ -58,7 +58,7 @@ from typing import Any
 
 import flops
 import torch
-from bench_report import status_mb, write_report
+from bench_report import reset_peak_rss, status_mb, write_report
 
 from waveflow import presets
 from waveflow.config import ModelConfig
@@ -328,16 +328,6 @@ def build_variant(key: str, model: WaveGlow, args: argparse.Namespace) -> tuple[
     return FastWaveGlow.from_model(model, fold_upsampler=fold_setting(key, args)), None
 
 
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the next peak is the call's own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     """In a fresh process: one variant's resident memory (MB) for one mel length.
 
@@ -369,7 +359,7 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     fn = _infer_fn(key, variant, mel, args.sigma, args.seed)
     build_peak = status_mb("VmHWM")
     built = status_mb("VmRSS")
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     fn()
     peak = status_mb("VmHWM")
     return {

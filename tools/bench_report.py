@@ -16,6 +16,16 @@ def write_report(report: dict[str, Any], out: Path | None) -> None:
         out.write_text(text)
 
 
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the next peak is what follows alone."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def status_mb(field: str) -> float:
     """``VmRSS`` / ``VmHWM`` of this process in MB, from ``/proc/self/status`` (Linux; ``OSError``
     elsewhere). ``ru_maxrss`` is no substitute in a child process: it starts at the parent's peak

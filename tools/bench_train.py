@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from bench_inference import build_model, matmul_gflops, physical_cores, summarize, time_interleaved
-from bench_report import status_mb, write_report
+from bench_report import reset_peak_rss, status_mb, write_report
 
 from waveflow import losses, presets
 from waveflow.model import WaveGlow
@@ -134,20 +134,10 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     if args.memory_probe == "nvidia":
         del model  # the reference holds its own copy of the weights
     base = status_mb("VmRSS")
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     fn()
     peak = status_mb("VmHWM")
     return {"rss_after_build_mb": base, "peak_rss_mb": peak, "step_mb": peak - base, "peak_was_reset": reset}
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak is the step's own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
